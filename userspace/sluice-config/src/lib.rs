@@ -1,0 +1,428 @@
+//! sluice's configuration: typed TOML, validated at load, with errors that
+//! name the offending key and say what was expected.
+//!
+//! Layout: [`Config`] is the whole file; [`Config::load`] reads and checks it;
+//! [`ConfigError`] says what is wrong and where.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a key has the wrong type or is unknown.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the key and shows the line.
+        message: String,
+    },
+    /// A value parsed but makes no sense.
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key, e.g. `targets[0].port`.
+        key: String,
+        /// What is expected.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Proxy-wide settings.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// Gateway mode (forwarded traffic from agent hosts); absent = off.
+    pub gateway: Option<GatewayConfig>,
+    /// Jump-host mode (local processes); absent = off.
+    pub jump_host: Option<JumpHostConfig>,
+    /// Protected database targets.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+}
+
+/// Proxy-wide settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// `SO_MARK` on the proxy's own upstream sockets; the jump-host programs
+    /// never redirect a socket carrying it.
+    pub upstream_mark: u32,
+    /// Connections handled at once; more wait in the kernel's accept queue.
+    pub max_connections: u32,
+    /// Upstream dial timeout, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Forward protected flows un-proxied while sluice is down. Off by
+    /// default: security defaults fail closed.
+    pub fail_open: bool,
+    /// Where programs and links are pinned, so a crashed daemon still fails
+    /// closed and the next start can clean up.
+    pub bpffs_dir: PathBuf,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            upstream_mark: 0x5e1c_0002,
+            max_connections: 4096,
+            connect_timeout_ms: 5000,
+            fail_open: false,
+            bpffs_dir: PathBuf::from("/sys/fs/bpf/sluice"),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The upstream dial timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// Gateway mode: tc ingress steering of forwarded flows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Agent-facing interfaces.
+    pub interfaces: Vec<String>,
+    /// Port of the transparent listener (bound on 0.0.0.0 and ::).
+    #[serde(default = "default_gateway_port")]
+    pub listen_port: u16,
+    /// Packet mark of steered flows.
+    #[serde(default = "default_intercept_mark")]
+    pub intercept_mark: u32,
+    /// Policy-routing table sluice installs (`fwmark → local`).
+    #[serde(default = "default_route_table")]
+    pub route_table: u32,
+}
+
+fn default_gateway_port() -> u16 {
+    15432
+}
+fn default_intercept_mark() -> u32 {
+    0x5e1c_0001
+}
+fn default_route_table() -> u32 {
+    2571
+}
+
+/// Jump-host mode: cgroup connect() rewriting of local processes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JumpHostConfig {
+    /// Cgroup v2 directories whose processes are intercepted.
+    pub cgroups: Vec<PathBuf>,
+    /// Where connect() is rewritten to (IPv4).
+    #[serde(default = "default_jump_listen")]
+    pub listen: SocketAddr,
+    /// Where IPv6 connects are rewritten to; without it IPv6 targets are
+    /// refused for local processes (fail closed).
+    pub listen_v6: Option<SocketAddr>,
+}
+
+fn default_jump_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 15433))
+}
+
+/// A protected database target: a network and a port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Name used in logs.
+    pub name: String,
+    /// CIDR; a bare address means a single host.
+    #[serde(deserialize_with = "net_or_addr")]
+    pub address: IpNet,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpNet::V6(_) => write!(f, "{} ([{}]:{})", self.name, self.address, self.port),
+            IpNet::V4(_) => write!(f, "{} ({}:{})", self.name, self.address, self.port),
+        }
+    }
+}
+
+fn net_or_addr<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = String::deserialize(d)?;
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not an IP network: expected a CIDR such as \"10.0.0.0/24\" or an address such as \"10.0.0.5\""
+        ))
+    })
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate configuration text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        if self.gateway.is_none() && self.jump_host.is_none() {
+            return Err(invalid(
+                "gateway / jump_host",
+                "no interception mode is configured: add a [gateway] section (agent hosts behind \
+                 this machine) or a [jump_host] section (processes on this machine), or both"
+                    .into(),
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err(invalid(
+                "targets",
+                "no protected targets: add at least one [[targets]] with name, address and port"
+                    .into(),
+            ));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.port == 0 {
+                return Err(invalid(
+                    &format!("targets[{i}].port"),
+                    "expected a port 1-65535".into(),
+                ));
+            }
+            if t.name.trim().is_empty() {
+                return Err(invalid(
+                    &format!("targets[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+        }
+        let p = &self.proxy;
+        if p.max_connections == 0 {
+            return Err(invalid(
+                "proxy.max_connections",
+                "expected a number above 0".into(),
+            ));
+        }
+        if p.connect_timeout_ms == 0 {
+            return Err(invalid(
+                "proxy.connect_timeout_ms",
+                "expected milliseconds above 0".into(),
+            ));
+        }
+        if p.upstream_mark == 0 {
+            return Err(invalid(
+                "proxy.upstream_mark",
+                "must be non-zero: it is how the kernel programs recognise the proxy's own sockets"
+                    .into(),
+            ));
+        }
+        if !p.bpffs_dir.is_absolute() {
+            return Err(invalid(
+                "proxy.bpffs_dir",
+                "expected an absolute path under a bpffs mount".into(),
+            ));
+        }
+        if let Some(g) = &self.gateway {
+            if g.interfaces.is_empty() {
+                return Err(invalid(
+                    "gateway.interfaces",
+                    "list at least one agent-facing interface".into(),
+                ));
+            }
+            for (i, name) in g.interfaces.iter().enumerate() {
+                if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                    return Err(invalid(
+                        &format!("gateway.interfaces[{i}]"),
+                        format!(
+                            "`{name}` is not a valid interface name (1-15 characters, no '/' or spaces)"
+                        ),
+                    ));
+                }
+            }
+            if g.listen_port == 0 {
+                return Err(invalid(
+                    "gateway.listen_port",
+                    "expected a port 1-65535".into(),
+                ));
+            }
+            if g.intercept_mark == 0 || g.intercept_mark == p.upstream_mark {
+                return Err(invalid(
+                    "gateway.intercept_mark",
+                    "must be non-zero and differ from proxy.upstream_mark (upstream packets must \
+                     not be routed back to the proxy)"
+                        .into(),
+                ));
+            }
+            if matches!(g.route_table, 0 | 253..=255) {
+                return Err(invalid(
+                    "gateway.route_table",
+                    "0, 253 (default), 254 (main) and 255 (local) are the kernel's own tables: pick another".into(),
+                ));
+            }
+        }
+        if let Some(j) = &self.jump_host {
+            if j.cgroups.is_empty() {
+                return Err(invalid(
+                    "jump_host.cgroups",
+                    "list at least one cgroup v2 directory".into(),
+                ));
+            }
+            for (i, c) in j.cgroups.iter().enumerate() {
+                if !c.is_absolute() {
+                    return Err(invalid(
+                        &format!("jump_host.cgroups[{i}]"),
+                        format!(
+                            "`{}` must be an absolute path such as /sys/fs/cgroup/agents",
+                            c.display()
+                        ),
+                    ));
+                }
+            }
+            if !j.listen.is_ipv4() || j.listen.port() == 0 {
+                return Err(invalid(
+                    "jump_host.listen",
+                    "expected an IPv4 address and port, e.g. \"127.0.0.1:15433\"".into(),
+                ));
+            }
+            if let Some(v6) = j.listen_v6 {
+                if !v6.is_ipv6() || v6.port() == 0 {
+                    return Err(invalid(
+                        "jump_host.listen_v6",
+                        "expected an IPv6 address and port, e.g. \"[::1]:15433\"".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: &str = "[[targets]]\nname = \"db\"\naddress = \"10.0.0.5\"\nport = 5432\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn minimal_gateway_config_gets_defaults() {
+        let c = parse(&format!("[gateway]\ninterfaces = [\"eth1\"]\n{TARGET}")).unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.listen_port, 15432);
+        assert_eq!(c.targets[0].address.to_string(), "10.0.0.5/32");
+        assert!(!c.proxy.fail_open);
+    }
+
+    #[test]
+    fn cidr_is_truncated_and_v6_accepted() {
+        let c = parse(
+            "[jump_host]\ncgroups = [\"/sys/fs/cgroup/a\"]\n[[targets]]\nname = \"x\"\naddress = \"fd00::1/64\"\nport = 5432\n",
+        )
+        .unwrap();
+        assert_eq!(c.targets[0].address.to_string(), "fd00::/64");
+    }
+
+    /// One line per bad input: the text, and the key the error must name.
+    #[test]
+    fn errors_name_the_key() {
+        let gw = "[gateway]\ninterfaces = [\"eth1\"]\n";
+        let cases: &[(String, &str)] = &[
+            (TARGET.to_string(), "gateway / jump_host"),
+            (gw.to_string(), "targets"),
+            (
+                format!("{gw}{TARGET}[proxy]\nmax_connections = 0\n"),
+                "proxy.max_connections",
+            ),
+            (format!("{gw}{TARGET}[proxy]\nbogus = 1\n"), "bogus"),
+            (
+                format!("{gw}[[targets]]\nname = \"a\"\naddress = \"nope\"\nport = 1\n"),
+                "not an IP network",
+            ),
+            (
+                format!("{gw}[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 0\n"),
+                "targets[0].port",
+            ),
+            (
+                format!("{gw}[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 70000\n"),
+                "port",
+            ),
+            (
+                "[gateway]\ninterfaces = []\n".to_string() + TARGET,
+                "gateway.interfaces",
+            ),
+            (
+                format!("[gateway]\ninterfaces = [\"a/b\"]\n{TARGET}"),
+                "gateway.interfaces[0]",
+            ),
+            (
+                format!("{gw}route_table = 254\n{TARGET}"),
+                "gateway.route_table",
+            ),
+            (
+                format!("{gw}intercept_mark = 0x5e1c0002\n{TARGET}"),
+                "gateway.intercept_mark",
+            ),
+            (
+                format!("[jump_host]\ncgroups = [\"rel\"]\n{TARGET}"),
+                "jump_host.cgroups[0]",
+            ),
+            (
+                format!("[jump_host]\ncgroups = [\"/a\"]\nlisten = \"[::1]:1\"\n{TARGET}"),
+                "jump_host.listen",
+            ),
+            (
+                format!("{gw}{TARGET}[proxy]\nupstream_mark = 0\n"),
+                "proxy.upstream_mark",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(
+                err.contains(key),
+                "error for {text:?} should name {key:?}: {err}"
+            );
+        }
+    }
+}

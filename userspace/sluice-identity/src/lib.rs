@@ -1,0 +1,204 @@
+//! Identity facts: what sluice knows about the workload behind a flow.
+//!
+//! Gateway flows are known by the client address, the interface the flow
+//! arrived on and the source MAC. Local flows (jump host) are known by the
+//! process that called connect(): pid, uid, gid, comm from the kernel, and
+//! cmdline and cgroup path from /proc. Later layers map these facts to a
+//! configured workload identity.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::{fmt, fs, net::SocketAddr};
+
+use sluice_intercept::{ConnectRecord, GatewayRecord};
+
+/// The address of the client, as the proxy's socket sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Where the client was going before the kernel steered it to sluice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginalDst(pub SocketAddr);
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for OriginalDst {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Everything known about the workload behind one flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facts {
+    /// A flow forwarded through the gateway from an agent host.
+    Remote {
+        /// Agent address.
+        client: ClientAddr,
+        /// Ingress interface name (when the classifier recorded it).
+        interface: Option<String>,
+        /// Source MAC of the first packet, `aa:bb:cc:dd:ee:ff`.
+        mac: Option<String>,
+    },
+    /// A process on this host (jump-host mode).
+    Local {
+        /// Client socket address (loopback).
+        client: ClientAddr,
+        /// Process id.
+        pid: u32,
+        /// Real uid.
+        uid: u32,
+        /// Real gid.
+        gid: u32,
+        /// Kernel command name.
+        comm: String,
+        /// Cgroup v2 id.
+        cgroup_id: u64,
+        /// Cgroup v2 path, from /proc (None if the process is gone).
+        cgroup: Option<String>,
+        /// Command line, from /proc (None if the process is gone).
+        cmdline: Option<String>,
+    },
+}
+
+impl Facts {
+    /// Facts of a gateway flow; `record` is what the classifier saw.
+    pub fn remote(client: SocketAddr, record: Option<GatewayRecord>) -> Facts {
+        Facts::Remote {
+            client: ClientAddr(client),
+            interface: record.and_then(|r| interface_name(r.ifindex)),
+            mac: record.map(|r| format_mac(&r.mac)),
+        }
+    }
+
+    /// Facts of a local process's flow, completed from /proc.
+    pub fn local(client: SocketAddr, record: &ConnectRecord) -> Facts {
+        let proc_dir = format!("/proc/{}", record.pid);
+        let cmdline = fs::read(format!("{proc_dir}/cmdline")).ok().map(|raw| {
+            let parts: Vec<String> = raw
+                .split(|&b| b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            parts.join(" ")
+        });
+        let cgroup = fs::read_to_string(format!("{proc_dir}/cgroup"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            });
+        Facts::Local {
+            client: ClientAddr(client),
+            pid: record.pid,
+            uid: record.uid,
+            gid: record.gid,
+            comm: record.comm.clone(),
+            cgroup_id: record.cgroup_id,
+            cgroup,
+            cmdline,
+        }
+    }
+
+    /// The client address, whichever kind of flow this is.
+    pub fn client(&self) -> ClientAddr {
+        match self {
+            Facts::Remote { client, .. } | Facts::Local { client, .. } => *client,
+        }
+    }
+}
+
+impl fmt::Display for Facts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Facts::Remote {
+                client,
+                interface,
+                mac,
+            } => write!(
+                f,
+                "remote client={client} interface={} mac={}",
+                interface.as_deref().unwrap_or("?"),
+                mac.as_deref().unwrap_or("?")
+            ),
+            Facts::Local {
+                client,
+                pid,
+                uid,
+                gid,
+                comm,
+                cgroup_id,
+                cgroup,
+                cmdline,
+            } => write!(
+                f,
+                "local client={client} pid={pid} uid={uid} gid={gid} comm={comm:?} cgroup_id={cgroup_id} cgroup={:?} cmdline={:?}",
+                cgroup.as_deref().unwrap_or("?"),
+                cmdline.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Interface name for an index, from sysfs (no unsafe FFI needed).
+fn interface_name(ifindex: u32) -> Option<String> {
+    fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let idx = fs::read_to_string(entry.path().join("ifindex")).ok()?;
+            (idx.trim().parse::<u32>().ok()? == ifindex)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_is_lowercase_colon_separated() {
+        assert_eq!(
+            format_mac(&[0xde, 0xad, 0xbe, 0xef, 0, 1]),
+            "de:ad:be:ef:00:01"
+        );
+    }
+
+    #[test]
+    fn loopback_has_an_index_and_a_name() {
+        assert_eq!(interface_name(1).as_deref(), Some("lo"));
+    }
+
+    #[test]
+    fn local_facts_read_proc_of_a_live_process() {
+        let me = std::process::id();
+        let rec = ConnectRecord {
+            original_dst: "10.0.0.1:5432".parse().unwrap(),
+            pid: me,
+            tid: me,
+            uid: 0,
+            gid: 0,
+            comm: "test".into(),
+            cgroup_id: 1,
+        };
+        let Facts::Local {
+            cmdline, cgroup, ..
+        } = Facts::local("127.0.0.1:5000".parse().unwrap(), &rec)
+        else {
+            panic!("expected local facts")
+        };
+        assert!(cmdline.is_some_and(|c| !c.is_empty()));
+        assert!(cgroup.is_some());
+    }
+}

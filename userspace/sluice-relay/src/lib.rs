@@ -1,0 +1,147 @@
+//! The proxy's data plane.
+//!
+//! Layout: [`listen`] creates the listening sockets (transparent for the
+//! gateway); [`Relay::serve`] runs one accept loop, a task per connection
+//! inside a span carrying the session id, capped by a semaphore; `session.rs`
+//! resolves the original destination and identity facts, dials upstream with
+//! the upstream mark and relays bytes both ways. Protocol-aware sessions
+//! (PostgreSQL, MySQL) will replace the byte relay inside `session.rs`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod listen;
+mod session;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+pub use listen::{bind_jump, bind_transparent};
+use sluice_intercept::FlowFacts;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+
+/// How a listener's flows reached the proxy, which decides where the
+/// original destination comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// tc steering: the accepted socket's local address *is* the original
+    /// destination.
+    Gateway,
+    /// connect() rewriting: the original destination comes from the kernel's
+    /// facts map, keyed by the client's address.
+    JumpHost,
+}
+
+/// Settings the relay needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Mark on upstream sockets (never redirected by the jump-host programs).
+    pub upstream_mark: u32,
+    /// Upstream dial timeout.
+    pub connect_timeout: Duration,
+    /// Connections handled at once.
+    pub max_connections: u32,
+}
+
+/// Shared state of every accept loop.
+pub struct Relay {
+    settings: RelaySettings,
+    facts: FlowFacts,
+    permits: Arc<Semaphore>,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Why an accepted flow could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Jump-host flow whose facts were not found: refusing rather than
+    /// guessing where it was going.
+    #[error("no original destination recorded for client {0}; refusing (fail closed)")]
+    NoFacts(std::net::SocketAddr),
+    /// The database could not be reached.
+    #[error("upstream {addr}: {source}")]
+    Upstream {
+        /// Where we dialled.
+        addr: std::net::SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Upstream dial took too long.
+    #[error("upstream {0}: connect timed out")]
+    UpstreamTimeout(std::net::SocketAddr),
+    /// A socket call failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Marking the upstream socket failed.
+    #[error("{0}")]
+    Intercept(#[from] sluice_intercept::InterceptError),
+}
+
+impl Relay {
+    /// A relay for flows whose facts live in `facts`. `shutdown` flips to
+    /// true when the daemon stops accepting.
+    pub fn new(
+        settings: RelaySettings,
+        facts: FlowFacts,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Relay> {
+        let permits = Arc::new(Semaphore::new(settings.max_connections as usize));
+        Arc::new(Relay {
+            settings,
+            facts,
+            permits,
+            next_id: AtomicU64::new(1),
+            shutdown,
+        })
+    }
+
+    /// Accept on `listener` until shutdown. A permit is taken before each
+    /// accept, so past the cap new flows wait in the kernel's backlog.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mode: Mode) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.changed() => return,
+            };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let relay = Arc::clone(&self);
+            tokio::spawn(async move {
+                session::run(&relay, stream, peer, mode, id).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Wait until every session has ended, or `grace` has passed; returns
+    /// how many were still running.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let total = self.settings.max_connections;
+        let waited = tokio::time::timeout(grace, self.permits.acquire_many(total)).await;
+        match waited {
+            Ok(Ok(_all)) => 0,
+            _ => total as usize - self.permits.available_permits(),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! One intercepted connection: resolve, dial, relay, log.
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use sluice_identity::{Facts, OriginalDst};
+use tokio::{
+    io::copy_bidirectional_with_sizes,
+    net::{TcpSocket, TcpStream},
+};
+use tracing::Instrument;
+
+use crate::{Mode, Relay, SessionError};
+
+/// Relay buffers: large enough that result streaming is not syscall-bound.
+const BUF: usize = 64 * 1024;
+
+pub(crate) async fn run(relay: &Relay, client: TcpStream, peer: SocketAddr, mode: Mode, id: u64) {
+    let span = tracing::info_span!("session", id);
+    async move {
+        let started = Instant::now();
+        match relay_one(relay, client, peer, mode).await {
+            Ok((facts, dst, up, down)) => tracing::info!(
+                event = "close",
+                client = %facts.client(),
+                original_dst = %dst,
+                bytes_up = up,
+                bytes_down = down,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "session closed"
+            ),
+            Err(e) => tracing::warn!(
+                event = "refused",
+                client = %peer,
+                error = %e,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "session ended with an error"
+            ),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn relay_one(
+    relay: &Relay,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    mode: Mode,
+) -> Result<(Facts, OriginalDst, u64, u64), SessionError> {
+    let (facts, dst) = resolve(relay, &client, peer, mode)?;
+    tracing::info!(event = "open", original_dst = %dst, facts = %facts, "session opened");
+    let mut upstream = dial(relay, dst.0).await?;
+    client.set_nodelay(true)?;
+    upstream.set_nodelay(true)?;
+    // Errors here are ordinary endings (a client that dies mid-result, a
+    // database restart): report the bytes moved either way.
+    let (up, down) = match copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF).await
+    {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::info!(error = %e, "connection reset");
+            (0, 0)
+        }
+    };
+    Ok((facts, dst, up, down))
+}
+
+fn resolve(
+    relay: &Relay,
+    client: &TcpStream,
+    peer: SocketAddr,
+    mode: Mode,
+) -> Result<(Facts, OriginalDst), SessionError> {
+    match mode {
+        Mode::Gateway => {
+            let dst = client.local_addr()?;
+            Ok((
+                Facts::remote(peer, relay.facts.take_gateway(peer)),
+                OriginalDst(dst),
+            ))
+        }
+        Mode::JumpHost => {
+            let record = relay
+                .facts
+                .take_connect(peer)
+                .ok_or(SessionError::NoFacts(peer))?;
+            Ok((
+                Facts::local(peer, &record),
+                OriginalDst(record.original_dst),
+            ))
+        }
+    }
+}
+
+async fn dial(relay: &Relay, dst: SocketAddr) -> Result<TcpStream, SessionError> {
+    let socket = if dst.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    sluice_intercept::set_mark(&socket, relay.settings.upstream_mark)?;
+    let timeout: Duration = relay.settings.connect_timeout;
+    match tokio::time::timeout(timeout, socket.connect(dst)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(source)) => Err(SessionError::Upstream { addr: dst, source }),
+        Err(_) => Err(SessionError::UpstreamTimeout(dst)),
+    }
+}

@@ -1,0 +1,182 @@
+//! The `sluice` command: the daemon (`run`), host checks (`doctor`),
+//! configuration checks (`config check`) and crash cleanup (`cleanup`).
+#![forbid(unsafe_code)]
+
+mod run;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice_config::Config;
+use sluice_intercept::doctor;
+
+/// Transparent interception of database traffic.
+///
+/// sluice sits on a gateway or jump host. eBPF programs steer connections to
+/// protected databases into sluice's proxy, so agents keep dialling the
+/// address they always used and need no reconfiguration. Protected flows
+/// never bypass sluice: while the proxy is down they fail (fail closed).
+#[derive(Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: attach interception, proxy every protected flow.
+    ///
+    /// Loads the eBPF programs, attaches them as the config says ([gateway]:
+    /// tc ingress on the agent-facing interfaces plus fwmark policy routing;
+    /// [jump_host]: cgroup connect/getpeername/sockops on the listed cgroups),
+    /// pins them under proxy.bpffs_dir, and relays each intercepted
+    /// connection to its original destination, logging one line when it
+    /// opens and one when it closes. SIGINT/SIGTERM detach everything and
+    /// remove every rule and pin. After a crash (kill -9) the pinned programs
+    /// keep protected flows failing until the next start replaces them.
+    Run {
+        /// Configuration file (TOML); see deploy/examples/.
+        #[arg(short, long, default_value = "/etc/sluice/sluice.toml")]
+        config: PathBuf,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Check whether this host can run each interception mode.
+    ///
+    /// Checks the kernel version, BTF, bpffs, cgroup v2, capabilities and
+    /// iproute2, and loads every program into the kernel (without attaching
+    /// it) so verifier problems show here. Ends with a one-line verdict;
+    /// exits 0 only if both modes are ready.
+    Doctor,
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Remove what a crashed daemon left behind (pinned programs, routing
+    /// rules) without starting a new one. Protected flows then pass
+    /// un-proxied until sluice runs again.
+    Cleanup {
+        /// Configuration file the crashed daemon used.
+        #[arg(short, long, default_value = "/etc/sluice/sluice.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate a configuration file; errors name the key.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, log_format } => {
+            init_tracing(log_format);
+            match run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("sluice: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Doctor => doctor_cmd(),
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok", file.display());
+                println!(
+                    "  gateway: {}",
+                    c.gateway.as_ref().map_or("off".into(), |g| format!(
+                        "on, interfaces {}",
+                        g.interfaces.join(", ")
+                    ))
+                );
+                println!(
+                    "  jump host: {}",
+                    c.jump_host.as_ref().map_or("off".into(), |j| format!(
+                        "on, cgroups {}",
+                        j.cgroups
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                );
+                for t in &c.targets {
+                    println!("  target: {t}");
+                }
+                if c.proxy.fail_open {
+                    println!(
+                        "  WARNING: fail_open = true: protected flows bypass sluice while it is down"
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Cleanup { config } => match Config::load(&config) {
+            Ok(c) => {
+                let removed = sluice_intercept::Interceptor::cleanup(&c);
+                if removed.is_empty() {
+                    println!("nothing to clean up");
+                }
+                for r in removed {
+                    println!("removed {r}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn doctor_cmd() -> ExitCode {
+    let checks = doctor::run();
+    for c in &checks {
+        let mark = match c.status {
+            doctor::Status::Ok => "ok  ",
+            doctor::Status::Warn => "warn",
+            doctor::Status::Fail => "FAIL",
+        };
+        println!("[{mark}] {:<20} {:<10} {}", c.name, c.needed_by, c.detail);
+    }
+    let (gw, jh, line) = doctor::verdict(&checks);
+    println!("{line}");
+    if gw && jh {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

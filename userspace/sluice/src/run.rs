@@ -1,0 +1,130 @@
+//! `sluice run`: bind, attach, serve, and tear down on a signal.
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use sluice_config::Config;
+use sluice_intercept::{Interceptor, Listeners};
+use sluice_relay::{Mode, Relay, RelaySettings};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+/// How long sessions may finish after a stop signal.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    // Listeners first: the programs are attached only once there is
+    // somewhere to steer flows to.
+    let mut bound: Vec<(TcpListener, Mode)> = Vec::new();
+    let mut gw_v4 = None;
+    let mut gw_v6 = None;
+    if let Some(gw) = &config.gateway {
+        let v4: SocketAddr = ([0, 0, 0, 0], gw.listen_port).into();
+        gw_v4 = Some(
+            sluice_relay::bind_transparent(v4)
+                .with_context(|| format!("binding the transparent listener on {v4}"))?,
+        );
+        let v6: SocketAddr = (std::net::Ipv6Addr::UNSPECIFIED, gw.listen_port).into();
+        match sluice_relay::bind_transparent(v6) {
+            Ok(l) => gw_v6 = Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "no IPv6 transparent listener; IPv6 targets will fail closed")
+            }
+        }
+    }
+    let mut jump_v4 = None;
+    let mut jump_v6 = None;
+    if let Some(jh) = &config.jump_host {
+        jump_v4 = Some(
+            sluice_relay::bind_jump(jh.listen)
+                .with_context(|| format!("binding the jump-host listener on {}", jh.listen))?,
+        );
+        if let Some(v6) = jh.listen_v6 {
+            jump_v6 = Some(
+                sluice_relay::bind_jump(v6)
+                    .with_context(|| format!("binding the jump-host listener on {v6}"))?,
+            );
+        }
+    }
+    let listeners = Listeners {
+        gateway_v4: gw_v4.as_ref().map(|l| l as &dyn std::os::fd::AsRawFd),
+        gateway_v6: gw_v6.as_ref().map(|l| l as &dyn std::os::fd::AsRawFd),
+        jump_v4: jump_v4
+            .as_ref()
+            .map(|l: &TcpListener| l.local_addr())
+            .transpose()?,
+        jump_v6: jump_v6
+            .as_ref()
+            .map(|l: &TcpListener| l.local_addr())
+            .transpose()?,
+    };
+    let interceptor = Interceptor::start(&config, &listeners)?;
+    bound.extend(gw_v4.map(|l| (l, Mode::Gateway)));
+    bound.extend(gw_v6.map(|l| (l, Mode::Gateway)));
+    bound.extend(jump_v4.map(|l| (l, Mode::JumpHost)));
+    bound.extend(jump_v6.map(|l| (l, Mode::JumpHost)));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let relay = Relay::new(
+        RelaySettings {
+            upstream_mark: config.proxy.upstream_mark,
+            connect_timeout: config.proxy.connect_timeout(),
+            max_connections: config.proxy.max_connections,
+        },
+        interceptor.facts(),
+        stop_rx,
+    );
+    let mut loops = Vec::new();
+    for (listener, mode) in bound {
+        tracing::info!(addr = %listener.local_addr()?, ?mode, "listening");
+        loops.push(tokio::spawn(Arc::clone(&relay).serve(listener, mode)));
+    }
+    tracing::info!(
+        pinned = interceptor.pinned().len(),
+        "sluice is intercepting"
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let signal_name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = signal_name,
+        "stopping: no new connections; detaching interception"
+    );
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    let counters = interceptor.counters().snapshot();
+    interceptor.stop();
+    let summary: Vec<String> = counters
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tracing::info!(counters = %summary.join(" "), "interception removed: no programs, pins or routing rules remain");
+    let left = relay.drain(DRAIN).await;
+    if left > 0 {
+        tracing::warn!(
+            sessions = left,
+            "sessions still open after the drain period; closing them"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `cargo xtask`: sluice's developer and CI tasks — bootstrap a machine, run the
+//! whole test suite, drive the lab and dispatch benchmarks.
+//!
+//! Layout: `setup` installs and checks what the project needs on the host;
+//! `test` is the single command CI runs; `lab` delegates `lab`, `demo` and
+//! `bench` to the `sluice-lab` binary; `context` holds what they share (the
+//! workspace root, target directory, `PATH` and how child processes are run).
+
+mod context;
+mod lab;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::Context;
+
+/// sluice's developer and CI tasks.
+///
+/// Every task runs from the workspace root and uses the workspace's single
+/// `target/` directory (or `CARGO_TARGET_DIR` when set). All of them act on
+/// this machine as root (packages, network namespaces, eBPF programs); each
+/// task's `--help` says what it touches. CI runs `cargo xtask test`.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Bootstrap this machine (Debian 12, root) for building and testing sluice.
+    ///
+    /// Idempotent: each step prints `already present` or `installing` and then
+    /// `ok`. It installs missing Debian packages with apt-get (LLVM 22 for
+    /// bpf-linker, clang, bpftool, iproute2, iptables, nftables, PostgreSQL 15,
+    /// pgbouncer, psycopg2, tcpdump, ...), then stops any host PostgreSQL
+    /// cluster the package started and sets it to manual start (the lab runs
+    /// its own servers inside network namespaces). It adds the nightly
+    /// toolchain with rust-src through rustup, and installs bpf-linker and
+    /// cargo-nextest into ~/.cargo/bin with `cargo install`. Finally it checks
+    /// the kernel: mounts bpffs at /sys/fs/bpf if it is not mounted, and reports
+    /// where cgroup v2 is mounted and whether /sys/kernel/btf/vmlinux exists
+    /// (those two only warn). Needs root and network access to the package
+    /// registries; needs no terminal.
+    Setup,
+
+    /// Run the whole test suite the way CI does: setup, build, then nextest.
+    ///
+    /// Runs `setup` first (so it needs root), then `cargo build --workspace`
+    /// (which builds the eBPF object through the userspace build script;
+    /// `sluice-ebpf` itself is excluded, it only builds for the BPF target),
+    /// then `cargo nextest run --workspace --no-fail-fast --test-threads 1` with
+    /// `SLUICE_REQUIRE_PRIVILEGED=1`, so a privileged test that cannot run
+    /// fails instead of skipping. Tests run one at a time because the
+    /// privileged ones create network namespaces, cgroups, policy routes and
+    /// pinned eBPF programs that share kernel state. Prints the time of each
+    /// phase; exits non-zero if any phase fails. Arguments after `--` go to
+    /// nextest, e.g. `cargo xtask test -- gateway` to run matching tests only.
+    Test(test::Args),
+
+    /// Bring the lab topology up or down, or show it (delegates to `sluice-lab`).
+    ///
+    /// Builds the `sluice` and `sluice-lab` packages (debug) and then runs
+    /// `sluice-lab lab <up|down|status>`. The lab creates network namespaces,
+    /// veth pairs, policy routes, cgroups and PostgreSQL/pgbouncer servers on
+    /// this machine, and loads sluice's eBPF programs; `down` removes all of
+    /// it. Needs root.
+    Lab(lab::LabArgs),
+
+    /// Run the end-to-end demo in the lab (delegates to `sluice-lab demo`).
+    ///
+    /// Runs `setup` first, builds `sluice` and `sluice-lab` (debug), then runs
+    /// `sluice-lab demo`, which brings the lab up (network namespaces, servers,
+    /// sluice's eBPF programs), shows sluice intercepting database traffic, and
+    /// tears the lab down again unless `--keep` is given. Needs root.
+    Demo(lab::DemoArgs),
+
+    /// Run a benchmark suite (delegates to `sluice-lab bench`).
+    ///
+    /// Builds `sluice` and `sluice-lab` in release mode and runs
+    /// `sluice-lab bench <SUITE> [ARGS...]`. Benchmarks use the lab's network
+    /// namespaces and servers on this machine only. Needs root.
+    Bench(lab::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Context::new().and_then(|ctx| match cli.task {
+        Task::Setup => setup::run(&ctx),
+        Task::Test(args) => test::run(&ctx, &args),
+        Task::Lab(args) => lab::lab(&ctx, &args),
+        Task::Demo(args) => lab::demo(&ctx, &args),
+        Task::Bench(args) => lab::bench(&ctx, &args),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

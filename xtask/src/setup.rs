@@ -1,0 +1,368 @@
+//! `cargo xtask setup`: idempotent bootstrap of a Debian 12 machine (as root)
+//! with everything the build and the privileged tests need.
+//!
+//! Each step checks first and prints `setup: <thing> ... already present`, or
+//! says what it is doing and then `ok`. Tool installs fail the run; kernel
+//! checks only warn, so a developer on an odd kernel still gets a build.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use crate::context::{self, Context, capture, first_line_if_ok};
+
+/// Debian packages the build, the lab and the tests use.
+const APT_PACKAGES: &[&str] = &[
+    // bpf-linker links against LLVM 22 (it is built from source by `cargo install`).
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "clang",
+    "libclang-dev",
+    // Inspecting programs, links and maps.
+    "bpftool",
+    // The lab's topology: namespaces, veths, policy routing, firewalls.
+    "iproute2",
+    "iptables",
+    "nftables",
+    // Real servers and clients for the end-to-end tests and the lab.
+    "postgresql-15",
+    "postgresql-client-15",
+    "pgbouncer",
+    "python3-psycopg2",
+    // ps/pkill, nsenter/unshare, packet captures when debugging the lab.
+    "procps",
+    "util-linux",
+    "tcpdump",
+];
+
+/// The bpf-linker release checked to build with the machine's stable Rust and
+/// LLVM 22; pinned so a newer release cannot break a fresh machine's setup.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Where Debian's LLVM 22 lives, for llvm-sys inside bpf-linker.
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+const BPFFS: &str = "/sys/fs/bpf";
+const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn run(ctx: &Context) -> Result<()> {
+    context::require_root(
+        "setup",
+        "it installs Debian packages with apt-get, stops the host's PostgreSQL \
+         cluster and mounts bpffs; the tests it prepares for then load eBPF \
+         programs and create network namespaces, which need CAP_BPF, \
+         CAP_NET_ADMIN and CAP_SYS_ADMIN",
+    )?;
+    let started = Instant::now();
+    apt_packages(ctx)?;
+    host_postgres_clusters(ctx);
+    nightly_rust_src(ctx)?;
+    bpf_linker(ctx)?;
+    cargo_nextest(ctx)?;
+    bpffs(ctx);
+    cgroup2();
+    btf();
+    println!("setup: done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn present(thing: &str) {
+    println!("setup: {thing} ... already present");
+}
+
+fn doing(thing: &str, verb: &str) {
+    println!("setup: {thing} ... {verb}");
+}
+
+fn ok(thing: &str) {
+    println!("setup: {thing} ... ok");
+}
+
+fn warn(thing: &str, problem: &str) {
+    println!("setup: {thing} ... WARNING: {problem}");
+}
+
+/// Step 1: install the missing Debian packages in one apt-get call.
+fn apt_packages(ctx: &Context) -> Result<()> {
+    let mut missing = Vec::new();
+    for &pkg in APT_PACKAGES {
+        if apt_installed(ctx, pkg) {
+            present(&format!("apt {pkg}"));
+        } else {
+            println!("setup: apt {pkg} ... missing");
+            missing.push(pkg);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+
+    let thing = format!("apt {}", missing.join(" "));
+    doing(&thing, "installing");
+    let apt = |args: &[&str]| {
+        let mut cmd = ctx.command("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            // Keep existing config files without asking (no TTY in CI).
+            .args(["-o", "Dpkg::Options::=--force-confdef"])
+            .args(["-o", "Dpkg::Options::=--force-confold"])
+            .args(args);
+        cmd
+    };
+    context::run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    context::run(&mut install)?;
+    ok(&thing);
+    Ok(())
+}
+
+fn apt_installed(ctx: &Context, pkg: &str) -> bool {
+    let mut query = ctx.command("dpkg-query");
+    query.args(["-W", "--showformat=${Status}", pkg]);
+    // `${Status}` is "<want> <error flag> <state>", e.g. "install ok installed"
+    // (or "hold ok installed" for a held package, which is installed too).
+    capture(&mut query).is_some_and(|out| {
+        let status = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = status.split_whitespace().collect();
+        matches!(words[..], [_, "ok", "installed"])
+    })
+}
+
+/// Installing postgresql-15 creates and starts a cluster on the host's port
+/// 5432. The lab runs its own servers inside network namespaces, so stop every
+/// host cluster and make it start only by hand (`start.conf` = `manual`, which
+/// both the systemd generator and the init script honour). Never fails.
+fn host_postgres_clusters(ctx: &Context) {
+    let Some(out) = capture(ctx.command("pg_lsclusters").arg("--no-header")) else {
+        return; // No postgresql-common: nothing can be running.
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [version, name, port, status, ..] = fields[..] else {
+            continue;
+        };
+        let thing =
+            format!("host PostgreSQL cluster {version}/{name} (port {port}) stopped, manual start");
+        let online = status.starts_with("online");
+        let start_conf = format!("/etc/postgresql/{version}/{name}/start.conf");
+        // "manual" and "disabled" both keep it from starting at boot.
+        let auto_start = fs::read_to_string(&start_conf)
+            .is_ok_and(|text| !matches!(start_mode(&text), "manual" | "disabled"));
+        if !online && !auto_start {
+            present(&thing);
+            continue;
+        }
+        doing(&thing, "stopping");
+        if online {
+            let mut stop = ctx.command("pg_ctlcluster");
+            stop.args([version, name, "stop"]);
+            if let Err(err) = context::run(&mut stop) {
+                warn(&thing, &format!("{err:#}"));
+            }
+        }
+        if auto_start && let Err(err) = set_manual_start(&start_conf) {
+            warn(&thing, &format!("{err:#}"));
+        }
+        if Path::new("/run/systemd/system").exists() {
+            // Best effort: the generic unit that starts all "auto" clusters.
+            let _ = capture(
+                ctx.command("systemctl")
+                    .args(["disable", "--quiet", "postgresql"]),
+            );
+        }
+        ok(&thing);
+    }
+}
+
+/// The mode in a `start.conf`: its first line that is not a comment.
+fn start_mode(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .unwrap_or("auto")
+}
+
+fn set_manual_start(start_conf: &str) -> Result<()> {
+    let text =
+        fs::read_to_string(start_conf).with_context(|| format!("cannot read {start_conf}"))?;
+    let mut replaced = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if !replaced && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            out.push_str("manual");
+            replaced = true;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if !replaced {
+        out.push_str("manual\n");
+    }
+    fs::write(start_conf, out).with_context(|| format!("cannot write {start_conf}"))
+}
+
+/// Step 2: the eBPF crate is built with nightly and `-Z build-std=core`.
+fn nightly_rust_src(ctx: &Context) -> Result<()> {
+    let thing = "rust nightly toolchain with rust-src";
+    let installed = capture(ctx.command("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .is_some_and(|out| {
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "rust-src")
+    });
+    if installed {
+        present(thing);
+        return Ok(());
+    }
+    doing(thing, "installing");
+    context::run(ctx.command("rustup").args([
+        "toolchain",
+        "install",
+        "nightly",
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))?;
+    ok(thing);
+    Ok(())
+}
+
+/// Step 3: bpf-linker, the linker aya-build uses for the eBPF object. Built
+/// from source against Debian's LLVM 22 (about two minutes on two cores).
+fn bpf_linker(ctx: &Context) -> Result<()> {
+    if let Some(version) = first_line_if_ok(ctx.command("bpf-linker").arg("--version")) {
+        present(&version);
+        return Ok(());
+    }
+    let thing = format!("bpf-linker {BPF_LINKER_VERSION}");
+    doing(&thing, "installing");
+    context::run(
+        ctx.cargo_install([
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
+        .env("LLVM_PREFIX", LLVM_PREFIX),
+    )?;
+    ok(&thing);
+    Ok(())
+}
+
+/// Step 4: cargo-nextest, the test runner `cargo xtask test` uses.
+fn cargo_nextest(ctx: &Context) -> Result<()> {
+    if let Some(version) = first_line_if_ok(&mut ctx.cargo(["nextest", "--version"])) {
+        present(&version);
+        return Ok(());
+    }
+    let thing = "cargo-nextest";
+    doing(thing, "installing");
+    context::run(&mut ctx.cargo_install(["cargo-nextest", "--locked"]))?;
+    ok(thing);
+    Ok(())
+}
+
+/// Step 5a: bpffs, where sluice pins its programs and links.
+fn bpffs(ctx: &Context) {
+    let thing = format!("bpffs at {BPFFS}");
+    if mounts()
+        .iter()
+        .any(|m| m.point == BPFFS && m.fstype == "bpf")
+    {
+        present(&thing);
+        return;
+    }
+    doing(&thing, "mounting");
+    match context::run(ctx.command("mount").args(["-t", "bpf", "bpf", BPFFS])) {
+        Ok(()) => ok(&thing),
+        Err(err) => warn(&thing, &format!("{err:#}; sluice cannot pin its programs")),
+    }
+}
+
+/// Step 5b: cgroup v2, where jump-host mode attaches its cgroup programs.
+/// On a hybrid hierarchy (as on this project's machines) it is the
+/// `unified` mount; on a pure v2 system, /sys/fs/cgroup itself.
+fn cgroup2() {
+    let mounts = mounts();
+    let found = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|dir| {
+            mounts
+                .iter()
+                .any(|m| m.point == *dir && m.fstype == "cgroup2")
+        });
+    match found {
+        Some(dir) => present(&format!("cgroup v2 at {dir}")),
+        None => warn(
+            "cgroup v2",
+            "not mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup; jump-host mode cannot attach",
+        ),
+    }
+}
+
+/// Step 5c: kernel BTF, which aya reads to relocate the programs' BTF against
+/// the running kernel.
+fn btf() {
+    let thing = format!("kernel BTF {BTF_VMLINUX}");
+    if Path::new(BTF_VMLINUX).exists() {
+        present(&thing);
+    } else {
+        warn(
+            &thing,
+            "missing; the kernel was built without CONFIG_DEBUG_INFO_BTF",
+        );
+    }
+}
+
+struct Mount {
+    point: String,
+    fstype: String,
+}
+
+/// This process's mount table (empty if /proc is unreadable).
+fn mounts() -> Vec<Mount> {
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _device = fields.next()?;
+            let point = fields.next()?.to_owned();
+            let fstype = fields.next()?.to_owned();
+            Some(Mount { point, fstype })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_mode;
+
+    #[test]
+    fn start_conf_mode() {
+        for (text, want) in [
+            ("# comment\n\nauto\n", "auto"),
+            ("# comment\nmanual\n", "manual"),
+            ("  disabled  \n", "disabled"),
+            ("# only comments\n", "auto"),
+        ] {
+            assert_eq!(start_mode(text), want, "{text:?}");
+        }
+    }
+}

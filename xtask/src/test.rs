@@ -1,0 +1,105 @@
+//! `cargo xtask test`: the one command CI runs — setup, a full build, then the
+//! whole suite under nextest, one test at a time, with each phase timed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::context::{self, Context};
+use crate::setup;
+
+/// Workspace members that only build for the BPF target. `sluice-ebpf` is
+/// built by the userspace crate's build script (aya-build, nightly,
+/// `bpfel-unknown-none`); built for the host it cannot link, so `--workspace`
+/// runs leave it out here just as the root manifest's `default-members` does.
+const BPF_ONLY_PACKAGES: &[&str] = &["sluice-ebpf"];
+
+/// Arguments for `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Passed to `cargo nextest run` as they are: a test filter, `--no-capture`,
+    /// `-E 'test(/gateway/)'`, ... Put them after `--`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "NEXTEST_ARGS"
+    )]
+    nextest_args: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let mut timer = PhaseTimer::default();
+    let result = run_phases(ctx, args, &mut timer);
+    timer.summary();
+    result
+}
+
+fn run_phases(ctx: &Context, args: &Args, timer: &mut PhaseTimer) -> Result<()> {
+    timer.phase("setup", || setup::run(ctx))?;
+
+    timer.phase("build", || {
+        let mut build = ctx.cargo(["build", "--workspace"]);
+        build.args(excludes());
+        context::run(&mut build)
+    })?;
+
+    timer.phase("test", || {
+        let mut nextest = ctx.cargo([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            // Privileged tests share kernel state (namespaces, cgroups,
+            // policy routes, bpffs pins): run them one at a time.
+            "--test-threads",
+            "1",
+        ]);
+        nextest
+            .args(excludes())
+            .args(&args.nextest_args)
+            // With this set, a privileged test that cannot run fails instead
+            // of skipping: on CI a skip would hide a broken machine.
+            .env("SLUICE_REQUIRE_PRIVILEGED", "1");
+        context::run(&mut nextest)
+    })
+}
+
+fn excludes() -> impl Iterator<Item = &'static str> {
+    BPF_ONLY_PACKAGES.iter().flat_map(|pkg| ["--exclude", pkg])
+}
+
+/// Times each phase and prints a one-line summary at the end.
+#[derive(Default)]
+struct PhaseTimer {
+    done: Vec<(&'static str, Duration, bool)>,
+}
+
+impl PhaseTimer {
+    fn phase(&mut self, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        println!("xtask test: {name} ...");
+        let started = Instant::now();
+        let result = f();
+        let took = started.elapsed();
+        let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+        println!("xtask test: {name} {verdict} in {}", secs(took));
+        self.done.push((name, took, result.is_ok()));
+        result
+    }
+
+    fn summary(&self) {
+        let total: Duration = self.done.iter().map(|(_, took, _)| *took).sum();
+        let phases: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, took, ok)| {
+                let failed = if *ok { "" } else { " (failed)" };
+                format!("{name} {}{failed}", secs(*took))
+            })
+            .collect();
+        println!("xtask test: {} — total {}", phases.join(", "), secs(total));
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
