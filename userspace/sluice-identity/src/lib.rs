@@ -70,8 +70,8 @@ impl Facts {
     pub fn remote(client: SocketAddr, record: Option<GatewayRecord>) -> Facts {
         Facts::Remote {
             client: ClientAddr(client),
-            interface: record.and_then(|r| interface_name(r.ifindex)),
-            mac: record.map(|r| format_mac(&r.mac)),
+            mac: record.as_ref().map(|r| format_mac(&r.mac)),
+            interface: record.and_then(|r| r.interface),
         }
     }
 
@@ -151,18 +151,6 @@ fn format_mac(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// Interface name for an index, from sysfs (no unsafe FFI needed).
-fn interface_name(ifindex: u32) -> Option<String> {
-    fs::read_dir("/sys/class/net")
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|entry| {
-            let idx = fs::read_to_string(entry.path().join("ifindex")).ok()?;
-            (idx.trim().parse::<u32>().ok()? == ifindex)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,11 +161,6 @@ mod tests {
             format_mac(&[0xde, 0xad, 0xbe, 0xef, 0, 1]),
             "de:ad:be:ef:00:01"
         );
-    }
-
-    #[test]
-    fn loopback_has_an_index_and_a_name() {
-        assert_eq!(interface_name(1).as_deref(), Some("lo"));
     }
 
     #[test]

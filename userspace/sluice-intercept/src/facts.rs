@@ -29,10 +29,12 @@ pub struct ConnectRecord {
 }
 
 /// A forwarded flow's first packet, as the gateway classifier saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayRecord {
     /// Interface the SYN arrived on.
     pub ifindex: u32,
+    /// Its name, resolved in the proxy's namespace when the flow is taken.
+    pub interface: Option<String>,
     /// Source MAC of the SYN (the agent host or the last router).
     pub mac: [u8; 6],
 }
@@ -80,6 +82,7 @@ impl FlowFacts {
         let _ = map.remove(&key);
         Some(GatewayRecord {
             ifindex: facts.ifindex,
+            interface: crate::sockopt::if_name(facts.ifindex),
             mac: facts.mac,
         })
     }

@@ -19,7 +19,6 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSockAddr, SchedClassifier, SockOps, TcAttachType,
         links::{FdLink, PinnedLink},
-        tc::SchedClassifierLink,
     },
 };
 use ipnet::IpNet;
@@ -235,7 +234,7 @@ struct Attacher<'e> {
 
 impl Attacher<'_> {
     fn tc_ingress(&mut self, iface: &str) -> Result<(), InterceptError> {
-        if !Path::new("/sys/class/net").join(iface).exists() {
+        if crate::sockopt::if_index(iface).is_none() {
             return Err(InterceptError::NoInterface(iface.to_owned()));
         }
         let name = format!("tc-ingress-{iface}");
@@ -252,21 +251,13 @@ impl Attacher<'_> {
             )))?;
         }
         let what = format!("attaching tc ingress on {iface}");
-        // A previous run's link on this interface is updated in place to run
-        // the new program: there is no moment without a classifier.
-        let id = match self.pins.take(&name) {
-            Some(old) => match SchedClassifierLink::try_from(old) {
-                Ok(link) => prog
-                    .attach_to_link(link)
-                    .map_err(InterceptError::program(&what))?,
-                Err(_) => prog
-                    .attach(iface, TcAttachType::Ingress)
-                    .map_err(InterceptError::program(&what))?,
-            },
-            None => prog
-                .attach(iface, TcAttachType::Ingress)
-                .map_err(InterceptError::program(&what))?,
-        };
+        // A previous run's link stays attached (first in the chain, failing
+        // closed with its empty listener slot) until the new one is pinned:
+        // there is no moment without a classifier.
+        let old = self.pins.take(&name);
+        let id = prog
+            .attach(iface, TcAttachType::Ingress)
+            .map_err(InterceptError::program(&what))?;
         let link = prog.take_link(id).map_err(InterceptError::program(&what))?;
         let fd = FdLink::try_from(link).map_err(|e| InterceptError::Pin {
             path: self.pins.path(&name),

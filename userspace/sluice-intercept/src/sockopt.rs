@@ -38,6 +38,38 @@ pub fn set_transparent(fd: &impl AsRawFd, ipv6: bool) -> Result<(), InterceptErr
     })
 }
 
+/// `IPV6_V6ONLY`: the IPv6 listener must not claim the IPv4 port too.
+pub fn set_v6only(fd: &impl AsRawFd) -> Result<(), InterceptError> {
+    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1).map_err(|source| {
+        InterceptError::Socket {
+            what: "IPV6_V6ONLY",
+            source,
+        }
+    })
+}
+
+/// Index of interface `name` in the caller's network namespace.
+pub(crate) fn if_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Name of interface `index` in the caller's network namespace (sysfs may
+/// belong to another namespace, so ask the kernel).
+pub(crate) fn if_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// `SO_MARK`: the jump-host programs leave sockets with the upstream mark alone.
 pub fn set_mark(fd: &impl AsRawFd, mark: u32) -> Result<(), InterceptError> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as i32).map_err(|source| {

@@ -17,6 +17,9 @@ pub fn bind_transparent(addr: SocketAddr) -> Result<TcpListener, SessionError> {
         TcpSocket::new_v4()?
     };
     sluice_intercept::set_transparent(&socket, addr.is_ipv6())?;
+    if addr.is_ipv6() {
+        sluice_intercept::set_v6only(&socket)?;
+    }
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     Ok(socket.listen(BACKLOG)?)

@@ -1,0 +1,1 @@
+//! Hostile packets (filled in below).

@@ -1,0 +1,291 @@
+//! Gateway mode, end to end: real kernel eBPF (tc ingress) in network
+//! namespaces, a real PostgreSQL 15, unmodified psql and psycopg2 as agents.
+use std::{fs, path::PathBuf, time::Duration};
+
+use sluice_lab::{
+    Scratch,
+    daemon::{Daemon, gateway_config},
+    postgres::{Postgres, conninfo},
+    require_privileged,
+    topology::GatewayLab,
+};
+
+/// Fields drop in order: the daemon (and its cleanup, which runs inside the
+/// gateway namespace) before the database, the namespaces and the scratch dir.
+struct Setup {
+    daemon: Daemon,
+    pg: Postgres,
+    lab: GatewayLab,
+    bpffs: PathBuf,
+    // Dropped last: the scratch dir holds the logs and the data directory.
+    _scratch: Scratch,
+}
+
+fn setup(tag: &str, index: u8) -> Setup {
+    let scratch = Scratch::new(tag);
+    let lab = GatewayLab::up(tag, index);
+    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
+    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
+    let cfg = gateway_config(
+        &bpffs,
+        &lab.gw_agent_if,
+        &[
+            ("lab-pg", &format!("{}/32", lab.db_ip), 5432),
+            ("lab-pg6", &lab.db_ip6, 5432),
+        ],
+    );
+    let cfg_path = scratch.path("sluice.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
+    Setup {
+        lab,
+        pg,
+        daemon,
+        bpffs,
+        _scratch: scratch,
+    }
+}
+
+/// psql from the agent host; returns (success, stdout, stderr).
+fn agent_psql(s: &Setup, host: &str, sql: &str) -> (bool, String, String) {
+    let info = conninfo(host, 5432);
+    let out = s.lab.agent.try_run(
+        &["psql", "-X", "-Atq", &info, "-c", sql],
+        Duration::from_secs(15),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn direct_connections_from(pg: &Postgres, ip: &str) -> usize {
+    pg.log_text()
+        .lines()
+        .filter(|l| l.contains("connection received") && l.contains(&format!("host={ip}")))
+        .count()
+}
+
+#[test]
+fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
+    if !require_privileged("agent_reaches_database_through_sluice") {
+        return;
+    }
+    let s = setup("g1", 1);
+
+    // Unmodified psql, dialling the database's own address.
+    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip, "select inet_client_addr()");
+    assert!(
+        ok,
+        "psql through sluice failed: {err}\n{}",
+        s.daemon.log_text()
+    );
+    // The database sees the gateway, not the agent: the flow was proxied.
+    assert_eq!(out, s.lab.gw_db_ip, "database saw {out} as the client");
+    assert_eq!(
+        direct_connections_from(&s.pg, &s.lab.agent_ip),
+        0,
+        "a connection reached the database un-proxied"
+    );
+
+    // psycopg2 (Python driver), same address.
+    let script = format!(
+        "import psycopg2\nc = psycopg2.connect({:?})\ncur = c.cursor()\ncur.execute('select host(inet_client_addr()), count(*) from generate_series(1, 50000)')\nprint(*cur.fetchone())\n",
+        conninfo(&s.lab.db_ip, 5432)
+    );
+    let out = s.lab.agent.try_run(
+        &["/usr/bin/python3", "-c", &script],
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "psycopg2 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} 50000", s.lab.gw_db_ip)
+    );
+
+    // sluice logged who the agent was and where it was going.
+    let log = s.daemon.log_text();
+    let opened: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session opened"))
+        .collect();
+    assert!(
+        opened.len() >= 2,
+        "expected two sessions in the log:\n{log}"
+    );
+    for line in &opened {
+        assert!(
+            line.contains(&format!("original_dst={}:5432", s.lab.db_ip)),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("client={}:", s.lab.agent_ip)),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("interface={}", s.lab.gw_agent_if)),
+            "{line}"
+        );
+        assert!(!line.contains("mac=?"), "MAC missing: {line}");
+    }
+    let closed = log
+        .lines()
+        .filter(|l| l.contains("session closed") && l.contains("bytes_down="))
+        .count();
+    assert!(closed >= 2, "expected close lines with byte counts:\n{log}");
+}
+
+#[test]
+fn unprotected_hosts_and_ports_pass_untouched() {
+    if !require_privileged("unprotected_hosts_and_ports_pass_untouched") {
+        return;
+    }
+    let s = setup("g2", 2);
+    // An HTTP server on the database host, on a port that is not protected.
+    let http_log = s._scratch.path("http.log");
+    let log = fs::File::create(&http_log).unwrap();
+    let mut http = s
+        .lab
+        .db
+        .command(&[
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "::",
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let fetch = format!(
+        "import urllib.request, time\nfor i in range(50):\n    try:\n        print(urllib.request.urlopen('http://{}:8080/', timeout=2).status); break\n    except OSError:\n        time.sleep(0.1)\n",
+        s.lab.db_ip
+    );
+    let out = s
+        .lab
+        .agent
+        .try_run(&["/usr/bin/python3", "-c", &fetch], Duration::from_secs(20));
+    let _ = http.kill();
+    let _ = http.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server saw the agent's own address: not proxied, not rewritten.
+    let seen = fs::read_to_string(&http_log).unwrap();
+    assert!(seen.contains(&s.lab.agent_ip), "http server log: {seen}");
+    assert!(
+        !s.daemon.log_text().contains("session opened"),
+        "sluice touched an unprotected flow"
+    );
+
+    // The gateway's own address on the database port is not a target either:
+    // the agent can reach the database host's unprotected port 5432 of a
+    // *different* address family only if it is listed; IPv4 target only here.
+}
+
+#[test]
+fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
+    if !require_privileged("stopped_sluice_fails_closed") {
+        return;
+    }
+    let mut s = setup("g3", 3);
+    let (ok, _, err) = agent_psql(&s, &s.lab.db_ip, "select 1");
+    assert!(ok, "baseline through sluice failed: {err}");
+
+    // Crash: the pinned classifier stays and drops protected flows.
+    s.daemon.kill9();
+    assert!(
+        s.bpffs.join("links").exists(),
+        "pins should survive a crash"
+    );
+    let (ok, _, _) = agent_psql(&s, &s.lab.db_ip, "select 1");
+    assert!(
+        !ok,
+        "psql succeeded while sluice was down: the flow bypassed it"
+    );
+    assert_eq!(
+        direct_connections_from(&s.pg, &s.lab.agent_ip),
+        0,
+        "a connection reached the database directly"
+    );
+    // IPv6 fails closed too.
+    let (ok, _, _) = agent_psql(&s, &s.lab.db_ip6, "select 1");
+    assert!(!ok, "IPv6 psql succeeded while sluice was down");
+
+    // Restart: stale state is found and replaced, and service resumes.
+    s.daemon.restart(None);
+    assert!(
+        s.daemon.log_text().contains("previous run"),
+        "restart did not report stale state"
+    );
+    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip, "select inet_client_addr()");
+    assert!(ok, "psql after restart failed: {err}");
+    assert_eq!(out, s.lab.gw_db_ip);
+
+    // Clean stop: nothing of sluice remains.
+    let status = s.daemon.stop();
+    assert!(
+        status.success(),
+        "sluice exited with {status}:\n{}",
+        s.daemon.log_text()
+    );
+    assert!(
+        !s.bpffs.exists(),
+        "bpffs pins left behind at {}",
+        s.bpffs.display()
+    );
+    let rules = s.lab.gw.run(&["ip", "rule", "show"]);
+    assert!(
+        !rules.contains("0x5e1c0001"),
+        "policy routing rule left behind:\n{rules}"
+    );
+    let rules6 = s.lab.gw.run(&["ip", "-6", "rule", "show"]);
+    assert!(
+        !rules6.contains("0x5e1c0001"),
+        "IPv6 policy routing rule left behind:\n{rules6}"
+    );
+    let progs = s
+        .lab
+        .gw
+        .run(&["bpftool", "net", "show", "dev", &s.lab.gw_agent_if]);
+    assert!(
+        !progs.contains("sluice"),
+        "tc program left attached:\n{progs}"
+    );
+    assert_eq!(direct_connections_from(&s.pg, &s.lab.agent_ip), 0);
+}
+
+#[test]
+fn ipv6_target_in_gateway_mode() {
+    if !require_privileged("ipv6_target_in_gateway_mode") {
+        return;
+    }
+    let s = setup("g4", 4);
+    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip6, "select inet_client_addr()");
+    assert!(
+        ok,
+        "IPv6 psql through sluice failed: {err}\n{}",
+        s.daemon.log_text()
+    );
+    assert_eq!(out, s.lab.gw_db_ip6, "database saw {out}: not proxied");
+    let log = s.daemon.log_text();
+    assert!(
+        log.contains(&format!("original_dst=[{}]:5432", s.lab.db_ip6)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("client=[{}]:", s.lab.agent_ip6)),
+        "{log}"
+    );
+    assert_eq!(direct_connections_from(&s.pg, &s.lab.agent_ip6), 0);
+}
