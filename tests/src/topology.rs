@@ -6,7 +6,7 @@
 //!  10.77.{2n}.2  ─veth─  10.77.{2n}.1 | 10.77.{2n+1}.1  ─veth─  10.77.{2n+1}.2
 //!  fd77:{2n}::2          fd77:{2n}::1 | fd77:{2n+1}::1          fd77:{2n+1}::2
 //! ```
-//! Jump-host lab: one namespace with `lo` and a dummy interface carrying the
+//! Jump-host lab: one namespace with `lo` and a veth pair carrying the
 //! database's address, plus a cgroup v2 directory for the agents.
 use std::{fs, path::PathBuf, time::Duration};
 
@@ -189,7 +189,12 @@ pub struct JumpLab {
 impl JumpLab {
     pub fn up(tag: &str) -> JumpLab {
         let ns = Netns::create(&format!("sl-{tag}-jh"));
-        ns.run(&["ip", "link", "add", "db0", "type", "dummy"]);
+        // A veth pair with both ends inside (the kernel here has no dummy
+        // driver): it only holds the database's address.
+        ns.run(&[
+            "ip", "link", "add", "db0", "type", "veth", "peer", "name", "db0p",
+        ]);
+        ns.run(&["ip", "link", "set", "db0p", "up"]);
         ns.run(&["ip", "addr", "add", "10.78.0.2/24", "dev", "db0"]);
         ns.run(&[
             "ip",

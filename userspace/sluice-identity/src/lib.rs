@@ -84,7 +84,7 @@ impl Facts {
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .collect();
-            parts.join(" ")
+            redact(&parts.join(" "))
         });
         let cgroup = fs::read_to_string(format!("{proc_dir}/cgroup"))
             .ok()
@@ -144,6 +144,38 @@ impl fmt::Display for Facts {
     }
 }
 
+/// Command lines often carry credentials (`password=…` in a libpq
+/// conninfo, `user:secret@` in a URI, `--password=…`): never log them.
+fn redact(cmdline: &str) -> String {
+    cmdline
+        .split(' ')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            if let Some(pos) = lower
+                .find("password=")
+                .or_else(|| lower.find("passwd="))
+                .or_else(|| lower.find("pwd="))
+            {
+                let eq = pos + lower[pos..].find('=').unwrap_or(0) + 1;
+                return format!("{}***", &word[..eq]);
+            }
+            if let (Some(scheme), Some(at)) = (word.find("://"), word.find('@')) {
+                let creds = &word[scheme + 3..at];
+                if let Some(colon) = creds.find(':') {
+                    return format!(
+                        "{}{}:***{}",
+                        &word[..scheme + 3],
+                        &creds[..colon],
+                        &word[at..]
+                    );
+                }
+            }
+            word.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -154,6 +186,31 @@ fn format_mac(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One line per case: command line in, what may be logged out.
+    #[test]
+    fn credentials_in_command_lines_are_redacted() {
+        let cases = [
+            (
+                "psql host=db user=a password=s3cret dbname=x",
+                "psql host=db user=a password=*** dbname=x",
+            ),
+            (
+                "psql postgresql://app:hunter2@db:5432/x",
+                "psql postgresql://app:***@db:5432/x",
+            ),
+            (
+                "mysql --password=topsecret -h db",
+                "mysql --password=*** -h db",
+            ),
+            ("tool PWD=abc", "tool PWD=***"),
+            ("psql -h db -U app", "psql -h db -U app"),
+            ("psql postgresql://app@db/x", "psql postgresql://app@db/x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
 
     #[test]
     fn mac_is_lowercase_colon_separated() {

@@ -264,6 +264,7 @@ impl Attacher<'_> {
             message: format!("tc link cannot be pinned ({e}); this kernel lacks TCX (needs 6.6+)"),
         })?;
         self.links.push(self.pins.pin(&name, fd)?);
+        drop(old);
         tracing::info!(
             interface = iface,
             "gateway interception attached (tc ingress)"
@@ -284,6 +285,8 @@ impl Attacher<'_> {
             programs::SOCKOPS,
         ] {
             let name = cgroup_pin_name(prog_name, cgroup);
+            // bpf_link_create takes no attach flags (EINVAL with ALLOW_MULTI);
+            // links already coexist with other programs on the cgroup.
             // Attach the successor first, then drop the stale link: a brief
             // overlap is harmless, a gap would let connects through.
             let old = self.pins.take(&name);
@@ -298,7 +301,7 @@ impl Attacher<'_> {
                     p.load().map_err(InterceptError::program(&what))?;
                 }
                 let id = p
-                    .attach(&dir, CgroupAttachMode::AllowMultiple)
+                    .attach(&dir, CgroupAttachMode::Single)
                     .map_err(InterceptError::program(&what))?;
                 FdLink::try_from(p.take_link(id).map_err(InterceptError::program(&what))?)
             } else {
@@ -308,7 +311,7 @@ impl Attacher<'_> {
                     p.load().map_err(InterceptError::program(&what))?;
                 }
                 let id = p
-                    .attach(&dir, CgroupAttachMode::AllowMultiple)
+                    .attach(&dir, CgroupAttachMode::Single)
                     .map_err(InterceptError::program(&what))?;
                 FdLink::try_from(p.take_link(id).map_err(InterceptError::program(&what))?)
             }
