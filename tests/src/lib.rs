@@ -11,7 +11,10 @@
 //! links are veth pairs between lab namespaces.
 #![allow(missing_docs)]
 
+pub mod bench;
 pub mod daemon;
+pub mod demo;
+pub mod labctl;
 pub mod netns;
 pub mod packets;
 pub mod postgres;
@@ -59,6 +62,15 @@ pub fn target_dir() -> PathBuf {
 pub fn sluice_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SLUICE_BIN") {
         return PathBuf::from(p);
+    }
+    // The lab driver built in release (benchmarks) runs the release daemon.
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("sluice")))
+    {
+        if sibling.exists() {
+            return sibling;
+        }
     }
     let candidates = ["debug", "release"].map(|p| target_dir().join(p).join("sluice"));
     candidates

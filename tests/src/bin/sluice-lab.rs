@@ -1,4 +1,74 @@
 //! `sluice-lab`: the lab driver behind `cargo xtask lab|demo|bench`.
+use clap::{Parser, Subcommand};
+
+/// Drive sluice's network-namespace lab: bring it up by hand, run the demo,
+/// or run benchmarks. Needs root (namespaces, eBPF).
+#[derive(Parser)]
+#[command(name = "sluice-lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring the gateway lab up, show it, or take it down.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Show an unmodified psql on an agent host intercepted transparently.
+    Demo {
+        /// Leave the lab running afterwards, and print how to try it by hand.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run a benchmark suite.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchSuite,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Agent host, gateway running sluice, database host with PostgreSQL 15.
+    Up,
+    /// Remove everything `up` created.
+    Down,
+    /// What is running.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum BenchSuite {
+    /// pgbench select-only through the sluice relay vs direct (1/8/32
+    /// clients) plus connection setup rate; writes bench/results/relay.json.
+    Relay {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// Client counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        clients: Vec<u32>,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Lab {
+            action: LabAction::Up,
+        } => sluice_lab::labctl::up(),
+        Command::Lab {
+            action: LabAction::Down,
+        } => sluice_lab::labctl::down(),
+        Command::Lab {
+            action: LabAction::Status,
+        } => sluice_lab::labctl::status(),
+        Command::Demo { keep } => sluice_lab::demo::run(keep),
+        Command::Bench {
+            suite: BenchSuite::Relay { duration, clients },
+        } => sluice_lab::bench::relay(duration, &clients),
+    }
 }
