@@ -221,6 +221,17 @@ fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
     // IPv6 fails closed too.
     let (ok, _, _) = agent_psql(&s, &s.lab.db_ip6, "select 1");
     assert!(!ok, "IPv6 psql succeeded while sluice was down");
+    // ... and the drops were counted by the still-pinned program.
+    let status = s
+        .daemon
+        .cli(&["status", "--config", s.daemon.config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("gateway_dropped_no_proxy"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in `sluice status`:\n{text}"));
+    assert!(dropped > 0, "drops while down were not counted:\n{text}");
 
     // Restart: stale state is found and replaced, and service resumes.
     s.daemon.restart(None);

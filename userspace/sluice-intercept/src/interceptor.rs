@@ -130,6 +130,15 @@ impl Interceptor {
         let counters_map = ebpf
             .take_map(maps::COUNTERS)
             .ok_or(InterceptError::MissingMap(maps::COUNTERS))?;
+        // Pinned so `sluice status` can read the counters from outside.
+        let counters_pin = pins.counters();
+        let _ = std::fs::remove_file(&counters_pin);
+        counters_map
+            .pin(&counters_pin)
+            .map_err(|e| InterceptError::Pin {
+                path: counters_pin.clone(),
+                message: e.to_string(),
+            })?;
         let counters = Counters::new(
             PerCpuArray::try_from(counters_map).map_err(InterceptError::map(maps::COUNTERS))?,
         );
@@ -205,6 +214,18 @@ impl Interceptor {
             r.remove();
         }
         removed
+    }
+
+    /// Counters and pinned links of whatever sluice instance (running or
+    /// crashed) owns `config`'s bpffs directory; None if there is none.
+    pub fn status(config: &Config) -> Option<(Vec<String>, Vec<(&'static str, u64)>)> {
+        let pins = PinDir::existing(&config.proxy.bpffs_dir)?;
+        let counters = aya::maps::MapData::from_pin(pins.counters())
+            .ok()
+            .and_then(|data| PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data)).ok())
+            .map(|map| Counters::new(map).snapshot())
+            .unwrap_or_default();
+        Some((pins.names(), counters))
     }
 
     /// Is anything of sluice (pins or routing rules) present for `config`?

@@ -55,6 +55,11 @@ impl PinDir {
         })
     }
 
+    /// Where the counters map is pinned, for `sluice status`.
+    pub(crate) fn counters(&self) -> PathBuf {
+        self.root.join("counters")
+    }
+
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.links.join(name)
     }
@@ -108,6 +113,7 @@ impl PinDir {
         for name in self.names() {
             drop(self.take(&name));
         }
+        let _ = fs::remove_file(self.counters());
         let _ = fs::remove_dir(&self.links);
         let _ = fs::remove_dir(&self.root);
     }

@@ -50,6 +50,17 @@ enum Command {
     /// it) so verifier problems show here. Ends with a one-line verdict;
     /// exits 0 only if both modes are ready.
     Doctor,
+    /// Show what sluice has attached and its kernel counters.
+    ///
+    /// Reads the pinned state under proxy.bpffs_dir, so it works for a
+    /// running daemon and after a crash (when the pinned programs are still
+    /// failing closed). Counters: steered packets and new flows, drops while
+    /// no proxy was listening, dropped fragments, fail-open passes, errors.
+    Status {
+        /// Configuration file of the daemon to inspect.
+        #[arg(short, long, default_value = "/etc/sluice/sluice.toml")]
+        config: PathBuf,
+    },
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -95,6 +106,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Doctor => doctor_cmd(),
+        Command::Status { config } => match Config::load(&config) {
+            Ok(c) => match sluice_intercept::Interceptor::status(&c) {
+                None => {
+                    println!(
+                        "not attached: nothing pinned under {}",
+                        c.proxy.bpffs_dir.display()
+                    );
+                    ExitCode::from(3)
+                }
+                Some((links, counters)) => {
+                    println!(
+                        "attached ({} pinned links under {}):",
+                        links.len(),
+                        c.proxy.bpffs_dir.display()
+                    );
+                    for l in links {
+                        println!("  {l}");
+                    }
+                    println!("counters:");
+                    for (name, value) in counters {
+                        println!("  {name:<28} {value}");
+                    }
+                    ExitCode::SUCCESS
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
             Ok(c) => {
                 println!("{}: ok", file.display());
