@@ -300,3 +300,55 @@ fn ipv6_target_in_gateway_mode() {
     );
     assert_eq!(direct_connections_from(&s.pg, &s.lab.agent_ip6), 0);
 }
+
+#[test]
+fn fail_open_is_explicit_loud_and_counted() {
+    if !require_privileged("fail_open_is_explicit_loud_and_counted") {
+        return;
+    }
+    let scratch = Scratch::new("g6");
+    let lab = GatewayLab::up("g6", 6);
+    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
+    let bpffs = PathBuf::from("/sys/fs/bpf/sluice-lab-g6");
+    let cfg = gateway_config(&bpffs, &lab.gw_agent_if, &[("lab-pg", &lab.db_ip, 5432)])
+        .replace("[proxy]\n", "[proxy]\nfail_open = true\n");
+    let cfg_path = scratch.path("sluice.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let mut daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
+    assert!(
+        daemon.log_text().contains("FAIL-OPEN is configured"),
+        "fail_open not announced:\n{}",
+        daemon.log_text()
+    );
+
+    daemon.kill9();
+    let info = conninfo(&lab.db_ip, 5432);
+    let out = lab.agent.try_run(
+        &[
+            "psql",
+            "-X",
+            "-Atq",
+            &info,
+            "-c",
+            "select host(inet_client_addr())",
+        ],
+        Duration::from_secs(15),
+    );
+    // With fail_open the flow bypasses the dead proxy: the database sees the agent itself.
+    assert!(
+        out.status.success(),
+        "fail-open flow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), lab.agent_ip);
+    let status = daemon.cli(&["status", "--config", cfg_path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    let passed: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("gateway_fail_open"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(passed > 0, "fail-open passes were not counted:\n{text}");
+    drop(daemon);
+    drop(pg);
+}
