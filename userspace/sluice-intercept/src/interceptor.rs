@@ -227,24 +227,6 @@ impl Interceptor {
             .unwrap_or_default();
         Some((pins.names(), counters))
     }
-
-    /// Is anything of sluice (pins or routing rules) present for `config`?
-    pub fn leftovers(config: &Config) -> Vec<String> {
-        let mut found = Vec::new();
-        if let Some(pins) = PinDir::existing(&config.proxy.bpffs_dir) {
-            found.extend(pins.names().into_iter().map(|n| format!("pinned link {n}")));
-        }
-        if let Some(gw) = &config.gateway {
-            let r = PolicyRouting {
-                mark: gw.intercept_mark,
-                table: gw.route_table,
-            };
-            if r.present() {
-                found.push(format!("policy routing fwmark {:#x}", gw.intercept_mark));
-            }
-        }
-        found
-    }
 }
 
 struct Attacher<'e> {

@@ -68,7 +68,7 @@ impl PolicyRouting {
         }
     }
 
-    /// Is any rule for this mark present? (Used by tests and `doctor`.)
+    /// Is any rule for this mark present? (`sluice cleanup` reports it.)
     pub(crate) fn present(&self) -> bool {
         ["-4", "-6"].iter().any(|family| {
             Command::new("ip")
