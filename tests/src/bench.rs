@@ -8,7 +8,7 @@ use std::{fmt::Write as _, fs, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 
-use crate::{labctl, postgres};
+use crate::{postgres, scenario};
 
 struct Sample {
     route: &'static str,
@@ -19,7 +19,7 @@ struct Sample {
 }
 
 pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
-    let r = labctl::start("bench", 30)?;
+    let r = scenario::start("bench", 30, "");
     let direct_ip = format!("{}.3", r.lab.db_ip.rsplit_once('.').unwrap().0);
     r.lab.db.run(&[
         "ip",

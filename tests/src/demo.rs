@@ -3,7 +3,7 @@
 //! the story does not hold.
 use std::{io::IsTerminal, time::Duration};
 
-use crate::{labctl, postgres::conninfo};
+use crate::{labctl, postgres::conninfo, scenario};
 
 struct Narrator {
     color: bool,
@@ -56,7 +56,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     const T: u32 = 6;
 
     n.step(1, T, "Building the lab: agent host ─ gateway ─ database host (PostgreSQL 15), in network namespaces");
-    let mut r = labctl::start("demo", 40)?;
+    let mut r = scenario::start("demo", 40, "");
     n.say(&format!(
         "agent {}  →  gateway {} | {}  →  database {}:5432",
         r.lab.agent_ip, r.lab.gw_agent_ip, r.lab.gw_db_ip, r.lab.db_ip

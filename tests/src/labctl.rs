@@ -5,13 +5,12 @@
 //! all away again.
 use std::{fs, path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::{
-    daemon::{Daemon, gateway_config},
     netns::sh,
-    postgres::{Postgres, conninfo},
-    topology::GatewayLab,
+    postgres::conninfo,
+    scenario::{self, GatewayRun},
 };
 
 pub const TAG: &str = "lab";
@@ -21,58 +20,19 @@ fn state_file() -> PathBuf {
     PathBuf::from("/run/sluice-lab/state")
 }
 
-/// What a running lab consists of.
-pub struct Running {
-    pub lab: GatewayLab,
-    pub pg: Postgres,
-    pub daemon: Daemon,
-    pub scratch: crate::Scratch,
-}
-
-/// Build the lab, start PostgreSQL (with a small cardholder table) and sluice.
-pub fn start(tag: &str, index: u8) -> anyhow::Result<Running> {
-    let scratch = crate::Scratch::new(tag);
-    let lab = GatewayLab::up(tag, index);
-    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
-    pg.sql("CREATE TABLE IF NOT EXISTS cards (id int primary key, holder text, pan text)");
-    pg.sql("INSERT INTO cards VALUES (1, 'Ada Lovelace', '4111111111111111'), (2, 'Alan Turing', '5500005555555559') ON CONFLICT DO NOTHING");
-    pg.sql(&format!(
-        "GRANT SELECT ON cards TO {}",
-        crate::postgres::USER
-    ));
-    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let cfg = gateway_config(
-        &bpffs,
-        &lab.gw_agent_if,
-        &[
-            ("lab-pg", &format!("{}/32", lab.db_ip), 5432),
-            ("lab-pg6", &lab.db_ip6, 5432),
-        ],
-    );
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).context("writing the lab config")?;
-    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
-    Ok(Running {
-        lab,
-        pg,
-        daemon,
-        scratch,
-    })
-}
-
 pub fn up() -> anyhow::Result<()> {
     if state_file().exists() {
         bail!(
             "a lab is already up (see `cargo xtask lab status`; `cargo xtask lab down` removes it)"
         );
     }
-    let r = start(TAG, INDEX)?;
+    let r = scenario::start(TAG, INDEX, "");
     keep(r)
 }
 
 /// Leave a running lab in place: its guards are forgotten on purpose and
 /// `down` removes what the state file lists.
-pub fn keep(r: Running) -> anyhow::Result<()> {
+pub fn keep(r: GatewayRun) -> anyhow::Result<()> {
     fs::create_dir_all(state_file().parent().unwrap())?;
     let state = format!(
         "agent={}\ngw={}\ndb={}\nconfig={}\nlog={}\nscratch={}\n",
@@ -89,7 +49,7 @@ pub fn keep(r: Running) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_howto(r: &Running) {
+pub fn print_howto(r: &GatewayRun) {
     println!("The lab is up:");
     println!(
         "  agent host   netns {:<14} {}",

@@ -18,6 +18,7 @@ pub mod labctl;
 pub mod netns;
 pub mod packets;
 pub mod postgres;
+pub mod scenario;
 pub mod topology;
 
 use std::{
@@ -29,7 +30,6 @@ use std::{
 /// (`SLUICE_REQUIRE_PRIVILEGED=1`) a missing privilege is a failure, never a
 /// silent skip; elsewhere the test says why it skipped.
 pub fn require_privileged(test: &str) -> bool {
-    // SAFETY-free check: /proc/self/status Uid line.
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -64,13 +64,11 @@ pub fn sluice_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     // The lab driver built in release (benchmarks) runs the release daemon.
-    if let Some(sibling) = std::env::current_exe()
+    let sibling = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("sluice")))
-    {
-        if sibling.exists() {
-            return sibling;
-        }
+        .and_then(|e| e.parent().map(|d| d.join("sluice")));
+    if let Some(sibling) = sibling.filter(|p| p.exists()) {
+        return sibling;
     }
     let candidates = ["debug", "release"].map(|p| target_dir().join(p).join("sluice"));
     candidates

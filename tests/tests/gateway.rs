@@ -1,70 +1,17 @@
 //! Gateway mode, end to end: real kernel eBPF (tc ingress) in network
 //! namespaces, a real PostgreSQL 15, unmodified psql and psycopg2 as agents.
-use std::{fs, path::PathBuf, time::Duration};
+use std::{fs, time::Duration};
 
 use sluice_lab::{
-    Scratch,
-    daemon::{Daemon, gateway_config},
-    postgres::{Postgres, conninfo},
+    postgres::conninfo,
     require_privileged,
-    topology::GatewayLab,
+    scenario::{self, GatewayRun},
 };
 
 /// Fields drop in order: the daemon (and its cleanup, which runs inside the
 /// gateway namespace) before the database, the namespaces and the scratch dir.
-struct Setup {
-    daemon: Daemon,
-    pg: Postgres,
-    lab: GatewayLab,
-    bpffs: PathBuf,
-    // Dropped last: the scratch dir holds the logs and the data directory.
-    _scratch: Scratch,
-}
-
-fn setup(tag: &str, index: u8) -> Setup {
-    let scratch = Scratch::new(tag);
-    let lab = GatewayLab::up(tag, index);
-    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
-    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let cfg = gateway_config(
-        &bpffs,
-        &lab.gw_agent_if,
-        &[
-            ("lab-pg", &format!("{}/32", lab.db_ip), 5432),
-            ("lab-pg6", &lab.db_ip6, 5432),
-        ],
-    );
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
-    Setup {
-        lab,
-        pg,
-        daemon,
-        bpffs,
-        _scratch: scratch,
-    }
-}
-
-/// psql from the agent host; returns (success, stdout, stderr).
-fn agent_psql(s: &Setup, host: &str, sql: &str) -> (bool, String, String) {
-    let info = conninfo(host, 5432);
-    let out = s.lab.agent.try_run(
-        &["psql", "-X", "-Atq", &info, "-c", sql],
-        Duration::from_secs(15),
-    );
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn direct_connections_from(pg: &Postgres, ip: &str) -> usize {
-    pg.log_text()
-        .lines()
-        .filter(|l| l.contains("connection received") && l.contains(&format!("host={ip}")))
-        .count()
+fn setup(tag: &str, index: u8) -> GatewayRun {
+    scenario::start(tag, index, "")
 }
 
 #[test]
@@ -75,7 +22,7 @@ fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
     let s = setup("g1", 1);
 
     // Unmodified psql, dialling the database's own address.
-    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip, "select inet_client_addr()");
+    let (ok, out, err) = s.agent_psql(&s.lab.db_ip, "select inet_client_addr()");
     assert!(
         ok,
         "psql through sluice failed: {err}\n{}",
@@ -84,7 +31,7 @@ fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
     // The database sees the gateway, not the agent: the flow was proxied.
     assert_eq!(out, s.lab.gw_db_ip, "database saw {out} as the client");
     assert_eq!(
-        direct_connections_from(&s.pg, &s.lab.agent_ip),
+        s.direct_connections_from(&s.lab.agent_ip),
         0,
         "a connection reached the database un-proxied"
     );
@@ -133,11 +80,21 @@ fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
         );
         assert!(!line.contains("mac=?"), "MAC missing: {line}");
     }
-    let closed = log
-        .lines()
-        .filter(|l| l.contains("session closed") && l.contains("bytes_down="))
-        .count();
-    assert!(closed >= 2, "expected close lines with byte counts:\n{log}");
+    // Close lines follow the client's exit by a moment: wait for them (bounded).
+    let closed = sluice_lab::wait_for(Duration::from_secs(5), || {
+        let n = s
+            .daemon
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("session closed") && l.contains("bytes_down="))
+            .count();
+        (n >= 2).then_some(n)
+    });
+    assert!(
+        closed.is_some(),
+        "expected close lines with byte counts:\n{}",
+        s.daemon.log_text()
+    );
 }
 
 #[test]
@@ -147,7 +104,7 @@ fn unprotected_hosts_and_ports_pass_untouched() {
     }
     let s = setup("g2", 2);
     // An HTTP server on the database host, on a port that is not protected.
-    let http_log = s._scratch.path("http.log");
+    let http_log = s.scratch.path("http.log");
     let log = fs::File::create(&http_log).unwrap();
     let mut http = s
         .lab
@@ -199,7 +156,7 @@ fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
         return;
     }
     let mut s = setup("g3", 3);
-    let (ok, _, err) = agent_psql(&s, &s.lab.db_ip, "select 1");
+    let (ok, _, err) = s.agent_psql(&s.lab.db_ip, "select 1");
     assert!(ok, "baseline through sluice failed: {err}");
 
     // Crash: the pinned classifier stays and drops protected flows.
@@ -208,30 +165,24 @@ fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
         s.bpffs.join("links").exists(),
         "pins should survive a crash"
     );
-    let (ok, _, _) = agent_psql(&s, &s.lab.db_ip, "select 1");
+    let (ok, _, _) = s.agent_psql(&s.lab.db_ip, "select 1");
     assert!(
         !ok,
         "psql succeeded while sluice was down: the flow bypassed it"
     );
     assert_eq!(
-        direct_connections_from(&s.pg, &s.lab.agent_ip),
+        s.direct_connections_from(&s.lab.agent_ip),
         0,
         "a connection reached the database directly"
     );
     // IPv6 fails closed too.
-    let (ok, _, _) = agent_psql(&s, &s.lab.db_ip6, "select 1");
+    let (ok, _, _) = s.agent_psql(&s.lab.db_ip6, "select 1");
     assert!(!ok, "IPv6 psql succeeded while sluice was down");
     // ... and the drops were counted by the still-pinned program.
-    let status = s
-        .daemon
-        .cli(&["status", "--config", s.daemon.config.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&status.stdout);
-    let dropped: u64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("gateway_dropped_no_proxy"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in `sluice status`:\n{text}"));
-    assert!(dropped > 0, "drops while down were not counted:\n{text}");
+    assert!(
+        s.counter("gateway_dropped_no_proxy") > 0,
+        "drops while down were not counted"
+    );
 
     // Restart: stale state is found and replaced, and service resumes.
     s.daemon.restart(None);
@@ -239,7 +190,7 @@ fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
         s.daemon.log_text().contains("previous run"),
         "restart did not report stale state"
     );
-    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip, "select inet_client_addr()");
+    let (ok, out, err) = s.agent_psql(&s.lab.db_ip, "select inet_client_addr()");
     assert!(ok, "psql after restart failed: {err}");
     assert_eq!(out, s.lab.gw_db_ip);
 
@@ -273,7 +224,7 @@ fn stopped_sluice_fails_closed_and_restart_recovers_with_no_leftovers() {
         !progs.contains("sluice"),
         "tc program left attached:\n{progs}"
     );
-    assert_eq!(direct_connections_from(&s.pg, &s.lab.agent_ip), 0);
+    assert_eq!(s.direct_connections_from(&s.lab.agent_ip), 0);
 }
 
 #[test]
@@ -282,7 +233,7 @@ fn ipv6_target_in_gateway_mode() {
         return;
     }
     let s = setup("g4", 4);
-    let (ok, out, err) = agent_psql(&s, &s.lab.db_ip6, "select inet_client_addr()");
+    let (ok, out, err) = s.agent_psql(&s.lab.db_ip6, "select inet_client_addr()");
     assert!(
         ok,
         "IPv6 psql through sluice failed: {err}\n{}",
@@ -298,7 +249,7 @@ fn ipv6_target_in_gateway_mode() {
         log.contains(&format!("client=[{}]:", s.lab.agent_ip6)),
         "{log}"
     );
-    assert_eq!(direct_connections_from(&s.pg, &s.lab.agent_ip6), 0);
+    assert_eq!(s.direct_connections_from(&s.lab.agent_ip6), 0);
 }
 
 #[test]
@@ -306,49 +257,20 @@ fn fail_open_is_explicit_loud_and_counted() {
     if !require_privileged("fail_open_is_explicit_loud_and_counted") {
         return;
     }
-    let scratch = Scratch::new("g6");
-    let lab = GatewayLab::up("g6", 6);
-    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
-    let bpffs = PathBuf::from("/sys/fs/bpf/sluice-lab-g6");
-    let cfg = gateway_config(&bpffs, &lab.gw_agent_if, &[("lab-pg", &lab.db_ip, 5432)])
-        .replace("[proxy]\n", "[proxy]\nfail_open = true\n");
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let mut daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
+    let mut s = scenario::start("g6", 6, "fail_open = true");
     assert!(
-        daemon.log_text().contains("FAIL-OPEN is configured"),
+        s.daemon.log_text().contains("FAIL-OPEN is configured"),
         "fail_open not announced:\n{}",
-        daemon.log_text()
+        s.daemon.log_text()
     );
 
-    daemon.kill9();
-    let info = conninfo(&lab.db_ip, 5432);
-    let out = lab.agent.try_run(
-        &[
-            "psql",
-            "-X",
-            "-Atq",
-            &info,
-            "-c",
-            "select host(inet_client_addr())",
-        ],
-        Duration::from_secs(15),
-    );
+    s.daemon.kill9();
     // With fail_open the flow bypasses the dead proxy: the database sees the agent itself.
+    let (ok, out, err) = s.agent_psql(&s.lab.db_ip, "select host(inet_client_addr())");
+    assert!(ok, "fail-open flow failed: {err}");
+    assert_eq!(out, s.lab.agent_ip);
     assert!(
-        out.status.success(),
-        "fail-open flow failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        s.counter("gateway_fail_open") > 0,
+        "fail-open passes were not counted"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), lab.agent_ip);
-    let status = daemon.cli(&["status", "--config", cfg_path.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&status.stdout);
-    let passed: u64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("gateway_fail_open"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(passed > 0, "fail-open passes were not counted:\n{text}");
-    drop(daemon);
-    drop(pg);
 }

@@ -130,7 +130,7 @@ fn local_processes_in_the_cgroup_are_intercepted_and_others_are_not() {
     assert!(line.contains("uid=0"), "{line}");
     assert!(line.contains("pid="), "{line}");
     assert!(
-        line.contains(&"sluice-lab-j1"),
+        line.contains("sluice-lab-j1"),
         "cgroup path missing: {line}"
     );
     assert!(

@@ -99,8 +99,9 @@ fn main() -> ExitCode {
             match run::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("sluice: {e:#}");
+                    let message = error_chain(&e);
+                    tracing::error!("{message}");
+                    eprintln!("sluice: {message}");
                     ExitCode::FAILURE
                 }
             }
@@ -189,6 +190,20 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The error and its causes, skipping a cause whose text the message above
+/// it already includes (leaf errors often quote their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn doctor_cmd() -> ExitCode {

@@ -1,0 +1,93 @@
+//! The gateway scenario every gateway test, the demo and the benchmarks
+//! start from: the lab, PostgreSQL 15 with a small cardholder table, and
+//! sluice protecting the database's IPv4 and IPv6 addresses.
+use std::{fs, path::PathBuf, time::Duration};
+
+use crate::{
+    Scratch,
+    daemon::{Daemon, gateway_config},
+    postgres::{self, Postgres, conninfo},
+    topology::GatewayLab,
+};
+
+/// A running scenario. Fields drop in order: the daemon (its cleanup runs
+/// inside the gateway namespace) before the database, the namespaces, and
+/// last the scratch directory holding the logs and the data directory.
+pub struct GatewayRun {
+    pub daemon: Daemon,
+    pub pg: Postgres,
+    pub lab: GatewayLab,
+    pub bpffs: PathBuf,
+    pub scratch: Scratch,
+}
+
+/// Start the scenario; `proxy_extra` is appended to the `[proxy]` section
+/// (e.g. `fail_open = true`).
+pub fn start(tag: &str, index: u8, proxy_extra: &str) -> GatewayRun {
+    let scratch = Scratch::new(tag);
+    let lab = GatewayLab::up(tag, index);
+    let pg = Postgres::start(&lab.db, &scratch.0, 5432);
+    pg.sql("CREATE TABLE cards (id int primary key, holder text, pan text)");
+    pg.sql("INSERT INTO cards VALUES (1, 'Ada Lovelace', '4111111111111111'), (2, 'Alan Turing', '5500005555555559')");
+    pg.sql(&format!("GRANT SELECT ON cards TO {}", postgres::USER));
+    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
+    let targets = [
+        ("lab-pg", format!("{}/32", lab.db_ip), 5432),
+        ("lab-pg6", lab.db_ip6.clone(), 5432),
+    ];
+    let targets: Vec<(&str, &str, u16)> = targets
+        .iter()
+        .map(|(n, a, p)| (*n, a.as_str(), *p))
+        .collect();
+    let cfg = gateway_config(&bpffs, &lab.gw_agent_if, &targets)
+        .replace("[proxy]\n", &format!("[proxy]\n{proxy_extra}\n"));
+    let cfg_path = scratch.path("sluice.toml");
+    fs::write(&cfg_path, cfg).expect("write the lab config");
+    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
+    GatewayRun {
+        daemon,
+        pg,
+        lab,
+        bpffs,
+        scratch,
+    }
+}
+
+impl GatewayRun {
+    /// Unmodified psql on the agent host; returns (success, stdout, stderr).
+    pub fn agent_psql(&self, host: &str, sql: &str) -> (bool, String, String) {
+        let info = conninfo(host, 5432);
+        let out = self.lab.agent.try_run(
+            &["psql", "-X", "-Atq", &info, "-c", sql],
+            Duration::from_secs(15),
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Connections PostgreSQL logged as coming straight from `ip` (a proxied
+    /// connection comes from the gateway instead).
+    pub fn direct_connections_from(&self, ip: &str) -> usize {
+        let needle = format!("host={ip}");
+        self.pg
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("connection received") && l.contains(&needle))
+            .count()
+    }
+
+    /// A counter from `sluice status` (works while sluice runs and after a crash).
+    pub fn counter(&self, name: &str) -> u64 {
+        let out = self
+            .daemon
+            .cli(&["status", "--config", self.daemon.config.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in `sluice status`:\n{text}"))
+    }
+}
