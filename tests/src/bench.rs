@@ -88,7 +88,8 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(
-                "pgbench against {host} failed: {}{}",
+                "pgbench against {host} failed ({}): {}{}",
+                out.status,
                 text,
                 String::from_utf8_lossy(&out.stderr)
             );

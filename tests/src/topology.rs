@@ -73,62 +73,25 @@ impl GatewayLab {
             gw,
             db,
         };
-        let ip6 = |p: u8, h: u8| format!("fd77:{p}::{h}/64");
-        // Agent host: default route via the gateway and nothing else.
-        lab.agent.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", lab.agent_ip),
-            "dev",
+        // Agent and database hosts: one address per family on their veth,
+        // default routes via the gateway, nothing else.
+        wire_host(
+            &lab.agent,
             &agent_if,
-        ]);
-        lab.agent.run(&[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            &ip6(a, 2),
-            "dev",
-            &agent_if,
-            "nodad",
-        ]);
-        lab.agent.run(&["ip", "link", "set", &agent_if, "up"]);
-        lab.agent
-            .run(&["ip", "route", "add", "default", "via", &lab.gw_agent_ip]);
-        lab.agent.run(&[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
+            &lab.agent_ip,
+            &lab.agent_ip6,
+            &lab.gw_agent_ip,
             &format!("fd77:{a}::1"),
-        ]);
-        // Database host.
-        lab.db.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", lab.db_ip),
-            "dev",
+        );
+        wire_host(
+            &lab.db,
             &db_if,
-        ]);
-        lab.db.run(&[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            &ip6(d, 2),
-            "dev",
-            &db_if,
-            "nodad",
-        ]);
-        lab.db.run(&["ip", "link", "set", &db_if, "up"]);
-        lab.db
-            .run(&["ip", "route", "add", "default", "via", &lab.gw_db_ip]);
-        lab.db
-            .run(&["ip", "-6", "route", "add", "default", "via", &lab.gw_db_ip6]);
+            &lab.db_ip,
+            &lab.db_ip6,
+            &lab.gw_db_ip,
+            &lab.gw_db_ip6,
+        );
+        let ip6 = |p: u8, h: u8| format!("fd77:{p}::{h}/64");
         // Gateway: forwards between the two.
         lab.gw.run(&[
             "ip",
@@ -175,6 +138,23 @@ impl GatewayLab {
         std::thread::sleep(Duration::from_millis(200));
         lab
     }
+}
+
+fn wire_host(ns: &Netns, iface: &str, ip: &str, ip6: &str, via: &str, via6: &str) {
+    ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
+    ns.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        &format!("{ip6}/64"),
+        "dev",
+        iface,
+        "nodad",
+    ]);
+    ns.run(&["ip", "link", "set", iface, "up"]);
+    ns.run(&["ip", "route", "add", "default", "via", via]);
+    ns.run(&["ip", "-6", "route", "add", "default", "via", via6]);
 }
 
 /// One namespace for the jump host, with the database on a dummy interface,

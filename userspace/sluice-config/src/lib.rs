@@ -323,13 +323,13 @@ impl Config {
                     "expected an IPv4 address and port, e.g. \"127.0.0.1:15433\"".into(),
                 ));
             }
-            if let Some(v6) = j.listen_v6 {
-                if !v6.is_ipv6() || v6.port() == 0 {
-                    return Err(invalid(
-                        "jump_host.listen_v6",
-                        "expected an IPv6 address and port, e.g. \"[::1]:15433\"".into(),
-                    ));
-                }
+            if let Some(v6) = j.listen_v6
+                && (!v6.is_ipv6() || v6.port() == 0)
+            {
+                return Err(invalid(
+                    "jump_host.listen_v6",
+                    "expected an IPv6 address and port, e.g. \"[::1]:15433\"".into(),
+                ));
             }
         }
         Ok(())

@@ -171,7 +171,7 @@ fn load_checks() -> Vec<Check> {
         let result = match ebpf.program_mut(name) {
             None => Err("missing from the object".to_string()),
             Some(p) => {
-                let r = if name == programs::TC_INGRESS {
+                if name == programs::TC_INGRESS {
                     <&mut SchedClassifier>::try_from(p)
                         .map_err(|e| e.to_string())
                         .and_then(|p| p.load().map_err(|e| format!("{e:#}")))
@@ -183,8 +183,7 @@ fn load_checks() -> Vec<Check> {
                     <&mut CgroupSockAddr>::try_from(p)
                         .map_err(|e| e.to_string())
                         .and_then(|p| p.load().map_err(|e| format!("{e:#}")))
-                };
-                r
+                }
             }
         };
         out.push(Check {

@@ -218,15 +218,26 @@ impl Interceptor {
 
     /// Counters and pinned links of whatever sluice instance (running or
     /// crashed) owns `config`'s bpffs directory; None if there is none.
-    pub fn status(config: &Config) -> Option<(Vec<String>, Vec<(&'static str, u64)>)> {
+    pub fn status(config: &Config) -> Option<Status> {
         let pins = PinDir::existing(&config.proxy.bpffs_dir)?;
         let counters = aya::maps::MapData::from_pin(pins.counters())
             .ok()
             .and_then(|data| PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data)).ok())
             .map(|map| Counters::new(map).snapshot())
             .unwrap_or_default();
-        Some((pins.names(), counters))
+        Some(Status {
+            links: pins.names(),
+            counters,
+        })
     }
+}
+
+/// What `sluice status` shows.
+pub struct Status {
+    /// Names of the pinned links.
+    pub links: Vec<String>,
+    /// Counters by name, summed over CPUs.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 struct Attacher<'e> {

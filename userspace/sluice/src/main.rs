@@ -116,7 +116,7 @@ fn main() -> ExitCode {
                     );
                     ExitCode::from(3)
                 }
-                Some((links, counters)) => {
+                Some(sluice_intercept::Status { links, counters }) => {
                     println!(
                         "attached ({} pinned links under {}):",
                         links.len(),
