@@ -274,3 +274,52 @@ fn fail_open_is_explicit_loud_and_counted() {
         "fail-open passes were not counted"
     );
 }
+
+/// An agent that reconnects from the same source port right after sluice
+/// closed the previous connection first: the gateway still holds that
+/// 4-tuple in TIME_WAIT, and the new SYN must be answered, not left to
+/// retransmit until TIME_WAIT expires (a minute of hanging).
+#[test]
+fn reconnect_from_the_same_source_port_after_sluice_closed_first() {
+    if !require_privileged("reconnect_from_the_same_source_port") {
+        return;
+    }
+    let s = setup("g7", 7);
+    // A startup packet with protocol version 0.0: PostgreSQL answers with an
+    // error and closes, so sluice closes toward the agent first.
+    let script = format!(
+        "import socket, time\n\
+         for round in range(4):\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   s.bind(('{agent}', 40123))\n\
+         \x20   s.settimeout(4)\n\
+         \x20   s.connect(('{db}', 5432))\n\
+         \x20   s.sendall(b'\\x00\\x00\\x00\\x08\\x00\\x00\\x00\\x00')\n\
+         \x20   data = b''\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(4096)\n\
+         \x20       if not chunk: break\n\
+         \x20       data += chunk\n\
+         \x20   s.close()\n\
+         \x20   print('round', round, 'reply', data[:1])\n",
+        agent = s.lab.agent_ip,
+        db = s.lab.db_ip
+    );
+    let out = s.lab.agent.try_run(
+        &["/usr/bin/python3", "-c", &script],
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reconnecting from the same source port failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("reply b'E'").count(),
+        4,
+        "every round should get PostgreSQL's error reply:\n{stdout}"
+    );
+    assert_eq!(s.direct_connections_from(&s.lab.agent_ip), 0);
+}

@@ -34,6 +34,8 @@ pub mod maps {
 pub mod programs {
     /// tc ingress classifier (gateway mode).
     pub const TC_INGRESS: &str = "sluice_tc_ingress";
+    /// SK_LOOKUP on the gateway's network namespace (gateway mode).
+    pub const SK_LOOKUP: &str = "sluice_sk_lookup";
     /// cgroup/connect4 (jump-host mode).
     pub const CONNECT4: &str = "sluice_connect4";
     /// cgroup/connect6 (jump-host mode).

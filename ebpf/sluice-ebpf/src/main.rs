@@ -11,6 +11,7 @@ mod addr;
 mod cgroup_connect;
 mod counters;
 mod maps;
+mod sk_lookup;
 mod sockops;
 mod tc_ingress;
 

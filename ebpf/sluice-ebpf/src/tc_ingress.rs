@@ -187,9 +187,31 @@ fn steer(ctx: &TcContext, flow: &Flow) -> Result<i32, ()> {
         return Ok(TC_ACT_SHOT);
     };
     let new_flow = flow.flags & TCP_FLAG_SYN != 0 && flow.flags & TCP_FLAG_ACK == 0;
-    if !new_flow && established(ctx, flow) {
-        // The kernel's own lookup finds the proxy's accepted socket once
-        // policy routing makes the packet local.
+    if new_flow {
+        let key = SockKey {
+            addr: flow.src,
+            port: flow.sport,
+            family: flow.family,
+        };
+        let mac: [u8; 6] = ctx.load(6).unwrap_or([0; 6]);
+        // SAFETY: __sk_buff.ingress_ifindex is a plain u32 field of the context.
+        let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+        let facts = GatewayFacts {
+            ifindex,
+            mac,
+            _pad: 0,
+        };
+        // LRU: cannot fail for lack of room; a failure only loses facts.
+        let _ = GATEWAY_FACTS.insert(&key, &facts, 0);
+    }
+    if established(ctx, flow) {
+        // The kernel's own lookup finds the proxy's socket once policy
+        // routing makes the packet local. A SYN that meets a TIME_WAIT socket
+        // of an earlier flow with the same 4-tuple goes this way too: the
+        // kernel's TIME_WAIT handling looks the listener up again, and the
+        // SK_LOOKUP program (sk_lookup.rs) answers with the proxy's. Assigning
+        // the listener here instead would leave the new request unhashable
+        // next to the TIME_WAIT socket, and the client's SYNs unanswered.
         ctx.set_mark(cfg.intercept_mark);
         bump(Counter::GatewaySteered);
         return Ok(TC_ACT_OK);
@@ -224,23 +246,6 @@ fn steer(ctx: &TcContext, flow: &Flow) -> Result<i32, ()> {
         bump(Counter::GatewayDroppedNoProxy);
         return Ok(TC_ACT_SHOT);
     }
-    if new_flow {
-        let key = SockKey {
-            addr: flow.src,
-            port: flow.sport,
-            family: flow.family,
-        };
-        let mac: [u8; 6] = ctx.load(6).unwrap_or([0; 6]);
-        // SAFETY: __sk_buff.ingress_ifindex is a plain u32 field of the context.
-        let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
-        let facts = GatewayFacts {
-            ifindex,
-            mac,
-            _pad: 0,
-        };
-        // LRU: cannot fail for lack of room; a failure only loses facts.
-        let _ = GATEWAY_FACTS.insert(&key, &facts, 0);
-    }
     ctx.set_mark(cfg.intercept_mark);
     // SAFETY: `listener` is a non-null referenced socket from the lookup
     // above; it is released right after the assign on every path.
@@ -261,8 +266,8 @@ fn steer(ctx: &TcContext, flow: &Flow) -> Result<i32, ()> {
 }
 
 /// Does a non-listening socket (established, request or time-wait) exist for
-/// this 4-tuple in this namespace? Non-SYN packets without one go to the
-/// listener, which answers them (SYN cookies) or resets them.
+/// this 4-tuple in this namespace? Packets without one go to the listener,
+/// which accepts SYNs, answers SYN-cookie ACKs and resets everything else.
 fn established(ctx: &TcContext, flow: &Flow) -> bool {
     // SAFETY: an all-zero tuple is a valid value of this plain C union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };

@@ -5,7 +5,7 @@ use std::{fs, path::Path};
 
 use aya::{
     Ebpf,
-    programs::{CgroupSockAddr, SchedClassifier, SockOps},
+    programs::{CgroupSockAddr, SchedClassifier, SkLookup, SockOps},
 };
 use sluice_common::programs;
 
@@ -171,7 +171,11 @@ fn load_checks() -> Vec<Check> {
         let result = match ebpf.program_mut(name) {
             None => Err("missing from the object".to_string()),
             Some(p) => {
-                if name == programs::TC_INGRESS {
+                if name == programs::SK_LOOKUP {
+                    <&mut SkLookup>::try_from(p)
+                        .map_err(|e| e.to_string())
+                        .and_then(|p| p.load().map_err(|e| format!("{e:#}")))
+                } else if name == programs::TC_INGRESS {
                     <&mut SchedClassifier>::try_from(p)
                         .map_err(|e| e.to_string())
                         .and_then(|p| p.load().map_err(|e| format!("{e:#}")))
@@ -201,6 +205,7 @@ fn load_checks() -> Vec<Check> {
         });
     };
     verify(programs::TC_INGRESS, "gateway");
+    verify(programs::SK_LOOKUP, "gateway");
     for p in [
         programs::CONNECT4,
         programs::CONNECT6,

@@ -17,7 +17,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, SockMap, lpm_trie::Key},
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SockOps, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, SkLookup, SockOps, TcAttachType,
         links::{FdLink, PinnedLink},
     },
 };
@@ -100,6 +100,7 @@ impl Interceptor {
             };
             r.install()?;
             routing = Some(r);
+            attached.sk_lookup()?;
             for iface in &gw.interfaces {
                 attached.tc_ingress(iface)?;
             }
@@ -247,6 +248,32 @@ struct Attacher<'e> {
 }
 
 impl Attacher<'_> {
+    /// The SK_LOOKUP program on this network namespace: listener lookups
+    /// for protected targets (TIME_WAIT recycling, SYN cookies) find the proxy.
+    fn sk_lookup(&mut self) -> Result<(), InterceptError> {
+        let name = "sk-lookup-netns";
+        let what = "attaching sk_lookup to this network namespace";
+        let netns = File::open("/proc/self/ns/net").map_err(|source| InterceptError::Socket {
+            what: "opening /proc/self/ns/net",
+            source,
+        })?;
+        let prog: &mut SkLookup = self
+            .ebpf
+            .program_mut(programs::SK_LOOKUP)
+            .ok_or(InterceptError::MissingProgram(programs::SK_LOOKUP))?
+            .try_into()
+            .map_err(InterceptError::program(what))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(InterceptError::program(what))?;
+        }
+        let old = self.pins.take(name);
+        let id = prog.attach(&netns).map_err(InterceptError::program(what))?;
+        let fd = FdLink::from(prog.take_link(id).map_err(InterceptError::program(what))?);
+        self.links.push(self.pins.pin(name, fd)?);
+        drop(old);
+        Ok(())
+    }
+
     fn tc_ingress(&mut self, iface: &str) -> Result<(), InterceptError> {
         if crate::sockopt::if_index(iface).is_none() {
             return Err(InterceptError::NoInterface(iface.to_owned()));
