@@ -42,8 +42,9 @@ enum LabAction {
 
 #[derive(Subcommand)]
 enum BenchSuite {
-    /// pgbench select-only through the sluice relay vs direct (1/8/32
-    /// clients) plus connection setup rate; writes bench/results/relay.json.
+    /// pgbench select-only through the sluice relay, directly, and through
+    /// pgbouncer (session mode) on the same gateway, at 1/8/32 clients, plus
+    /// connection setup rate (-C); writes bench/results/relay.{json,md}.
     Relay {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 10)]
