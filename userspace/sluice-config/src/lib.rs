@@ -364,6 +364,21 @@ mod tests {
         assert_eq!(c.targets[0].address.to_string(), "fd00::/64");
     }
 
+    /// The shipped examples must always load: they are what operators copy.
+    #[test]
+    fn deploy_examples_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected the gateway and jump-host examples in {}", dir.display());
+    }
+
     /// One line per bad input: the text, and the key the error must name.
     #[test]
     fn errors_name_the_key() {
