@@ -376,7 +376,11 @@ mod tests {
                 seen += 1;
             }
         }
-        assert!(seen >= 2, "expected the gateway and jump-host examples in {}", dir.display());
+        assert!(
+            seen >= 2,
+            "expected the gateway and jump-host examples in {}",
+            dir.display()
+        );
     }
 
     /// One line per bad input: the text, and the key the error must name.
