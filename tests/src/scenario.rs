@@ -24,6 +24,11 @@ pub struct GatewayRun {
 /// Start the scenario; `proxy_extra` is appended to the `[proxy]` section
 /// (e.g. `fail_open = true`).
 pub fn start(tag: &str, index: u8, proxy_extra: &str) -> GatewayRun {
+    start_with(tag, index, proxy_extra, "")
+}
+
+/// [`start`], with `sections` appended to the config (e.g. a `[policy]`).
+pub fn start_with(tag: &str, index: u8, proxy_extra: &str, sections: &str) -> GatewayRun {
     let scratch = Scratch::new(tag);
     let lab = GatewayLab::up(tag, index);
     let pg = Postgres::start(&lab.db, &scratch.0, 5432);
@@ -40,7 +45,9 @@ pub fn start(tag: &str, index: u8, proxy_extra: &str) -> GatewayRun {
         .map(|(n, a, p)| (*n, a.as_str(), *p))
         .collect();
     let cfg = gateway_config(&bpffs, &lab.gw_agent_if, &targets)
-        .replace("[proxy]\n", &format!("[proxy]\n{proxy_extra}\n"));
+        .replace("[proxy]\n", &format!("[proxy]\n{proxy_extra}\n"))
+        + "\n"
+        + sections;
     let cfg_path = scratch.path("sluice.toml");
     fs::write(&cfg_path, cfg).expect("write the lab config");
     let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);

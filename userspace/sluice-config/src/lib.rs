@@ -61,6 +61,20 @@ pub struct Config {
     /// Protected database targets.
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// Statement policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// Statement policy. Today: refuse statements whose text matches a pattern
+/// (the hook the AST policy of a later milestone plugs into).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Regular expressions (Rust `regex` syntax); a statement whose text
+    /// matches any of them is refused with SQLSTATE 42501.
+    #[serde(default)]
+    pub deny_patterns: Vec<String>,
 }
 
 /// Proxy-wide settings.
@@ -80,6 +94,9 @@ pub struct ProxyConfig {
     /// Where programs and links are pinned, so a crashed daemon still fails
     /// closed and the next start can clean up.
     pub bpffs_dir: PathBuf,
+    /// Largest protocol message accepted from a client or a database;
+    /// larger ones end the session with an error.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ProxyConfig {
@@ -90,6 +107,7 @@ impl Default for ProxyConfig {
             connect_timeout_ms: 5000,
             fail_open: false,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/sluice"),
+            max_message_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -157,6 +175,35 @@ pub struct Target {
     pub address: IpNet,
     /// TCP port.
     pub port: u16,
+    /// Wire protocol: `postgres` (sessions are parsed and policed) or `tcp`
+    /// (relayed opaquely, logged as uninspected).
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// How sluice speaks to a target.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// PostgreSQL protocol 3.0.
+    #[default]
+    Postgres,
+    /// An opaque byte relay: no statement is seen, none is policed.
+    Tcp,
+}
+
+impl Config {
+    /// The target protecting `dst`, if any (most specific network first).
+    pub fn target_for(&self, dst: std::net::SocketAddr) -> Option<&Target> {
+        let ip = match dst.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.targets
+            .iter()
+            .filter(|t| t.port == dst.port() && t.address.contains(&ip))
+            .max_by_key(|t| t.address.prefix_len())
+    }
 }
 
 impl fmt::Display for Target {
@@ -235,7 +282,21 @@ impl Config {
                 ));
             }
         }
+        for (i, pattern) in self.policy.deny_patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(invalid(
+                    &format!("policy.deny_patterns[{i}]"),
+                    format!("not a valid regular expression: {e}"),
+                ));
+            }
+        }
         let p = &self.proxy;
+        if p.max_message_bytes < 1024 {
+            return Err(invalid(
+                "proxy.max_message_bytes",
+                "expected at least 1024 bytes".into(),
+            ));
+        }
         if p.max_connections == 0 {
             return Err(invalid(
                 "proxy.max_connections",

@@ -5,13 +5,7 @@
 //! listeners registered *before* any program is attached, and links from a
 //! previous (crashed) run are replaced in place or only dropped once their
 //! successors are attached.
-use std::{
-    collections::BTreeSet,
-    fs::File,
-    net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
-    path::Path,
-};
+use std::{collections::BTreeSet, fs::File, net::SocketAddr, os::fd::AsRawFd, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -519,20 +513,4 @@ fn start_kernel_log(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
             guard.clear_ready();
         }
     }))
-}
-
-/// Is `ip` inside any protected target network? (Used by the relay to refuse
-/// dialling a protected target for a flow whose facts are missing.)
-pub fn is_protected(config: &Config, dst: SocketAddr) -> bool {
-    config
-        .targets
-        .iter()
-        .any(|t| t.port == dst.port() && t.address.contains(&normalize(dst.ip())))
-}
-
-fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }

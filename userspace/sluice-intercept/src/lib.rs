@@ -26,7 +26,7 @@ mod sockopt;
 pub use counters::Counters;
 pub use error::InterceptError;
 pub use facts::{ConnectRecord, FlowFacts, GatewayRecord};
-pub use interceptor::{Interceptor, Listeners, Status, is_protected};
+pub use interceptor::{Interceptor, Listeners, Status};
 pub use sockopt::{netns_cookie, set_mark, set_transparent, set_v6only};
 
 /// The eBPF object built by `build.rs`, embedded in the binary.

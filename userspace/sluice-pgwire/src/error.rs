@@ -32,7 +32,8 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    pub(crate) fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
+    /// A `Malformed` error for `what`.
+    pub fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
         CodecError::Malformed {
             what,
             reason: reason.into(),

@@ -40,8 +40,12 @@ pub enum Mode {
 }
 
 /// Settings the relay needs from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelaySettings {
+    /// The configuration (targets pick each flow's protocol).
+    pub config: std::sync::Arc<sluice_config::Config>,
+    /// The PostgreSQL session engine's settings (policy, cancel keys).
+    pub postgres: sluice_pgproxy::SessionConfig,
     /// Mark on upstream sockets (never redirected by the jump-host programs).
     pub upstream_mark: u32,
     /// Upstream dial timeout.
@@ -83,6 +87,9 @@ pub enum SessionError {
     /// Marking the upstream socket failed.
     #[error("{0}")]
     Intercept(#[from] sluice_intercept::InterceptError),
+    /// The PostgreSQL session ended with an error.
+    #[error("postgres session: {0}")]
+    Postgres(#[from] sluice_pgproxy::PgError),
 }
 
 impl Relay {

@@ -4,6 +4,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sluice_config::Protocol;
 use sluice_identity::{Facts, OriginalDst};
 use tokio::{
     io::copy_bidirectional_with_sizes,
@@ -50,9 +51,35 @@ async fn relay_one(
     mode: Mode,
 ) -> Result<(Facts, OriginalDst, u64, u64), SessionError> {
     let (facts, dst) = resolve(relay, &client, peer, mode)?;
-    tracing::info!(event = "open", original_dst = %dst, facts = %facts, "session opened");
-    let mut upstream = dial(relay, dst.0).await?;
+    let protocol = relay.settings.config.target_for(dst.0).map(|t| t.protocol);
+    tracing::info!(event = "open", original_dst = %dst, facts = %facts, ?protocol, "session opened");
     client.set_nodelay(true)?;
+    if protocol == Some(Protocol::Postgres) {
+        let dial_to = |addr: SocketAddr| async move {
+            let up = dial(relay, addr)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            up.set_nodelay(true)?;
+            Ok(up)
+        };
+        return match sluice_pgproxy::serve(client, dst.0, &relay.settings.postgres, dial_to).await {
+            Ok(s) => {
+                tracing::info!(
+                    user = s.user.as_deref().unwrap_or(""),
+                    database = s.database.as_deref().unwrap_or(""),
+                    statements_allowed = s.statements_allowed,
+                    statements_denied = s.statements_denied,
+                    cancel = s.cancel_routed,
+                    "postgres session ended"
+                );
+                Ok((facts, dst, s.bytes_up, s.bytes_down))
+            }
+            Err(e) => Err(SessionError::Postgres(e)),
+        };
+    }
+    // An opaque target (protocol = "tcp"), or a flow whose target config
+    // changed since it was steered: relay bytes, uninspected.
+    let mut upstream = dial(relay, dst.0).await?;
     upstream.set_nodelay(true)?;
     // Errors here are ordinary endings (a client that dies mid-result, a
     // database restart): report the bytes moved either way.

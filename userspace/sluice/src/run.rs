@@ -77,8 +77,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     bound.extend(jump_v6.map(|l| (l, Mode::JumpHost)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let policy = sluice_pgproxy::PatternPolicy::new(&config.policy.deny_patterns)
+        .context("compiling policy.deny_patterns")?;
+    if !config.policy.deny_patterns.is_empty() {
+        tracing::info!(
+            patterns = config.policy.deny_patterns.len(),
+            "statement policy: deny patterns loaded"
+        );
+    }
     let relay = Relay::new(
         RelaySettings {
+            config: Arc::new(config.clone()),
+            postgres: sluice_pgproxy::SessionConfig {
+                max_message: config.proxy.max_message_bytes,
+                policy: Arc::new(policy),
+                cancels: sluice_pgproxy::CancelRegistry::default(),
+            },
             upstream_mark: config.proxy.upstream_mark,
             connect_timeout: config.proxy.connect_timeout(),
             max_connections: config.proxy.max_connections,

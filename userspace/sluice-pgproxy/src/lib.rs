@@ -1,0 +1,94 @@
+//! The PostgreSQL session engine: one intercepted client connection and its
+//! upstream connection, understood message by message in both directions.
+//!
+//! Layout: [`hooks`] is what later layers plug in (a statement `decide`
+//! hook, a per-message `rewrite` hook) plus the pattern policy that proves
+//! them; [`cancel`] maps the synthetic cancel keys sluice hands clients to
+//! real backends; `startup.rs` runs the startup and authentication exchange;
+//! `pipeline.rs` runs the two directions of a ready session, keeping
+//! injected responses (refusals) in protocol order with upstream's.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod cancel;
+pub mod hooks;
+mod pipeline;
+mod startup;
+
+use std::sync::Arc;
+
+pub use cancel::CancelRegistry;
+pub use hooks::{Decision, PatternPolicy, Policy, Statement};
+use sluice_pgwire::CodecError;
+use tokio::net::TcpStream;
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// Socket error on either leg.
+    #[error("{leg}: {source}")]
+    Io {
+        /// "client" or "upstream".
+        leg: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A peer sent bytes that are not PostgreSQL protocol 3.0.
+    #[error("{leg} sent an invalid message: {source}")]
+    Protocol {
+        /// "client" or "upstream".
+        leg: &'static str,
+        /// What was wrong.
+        source: CodecError,
+    },
+    /// The client left before the session was established.
+    #[error("client closed the connection during startup")]
+    ClientGone,
+}
+
+/// What the session engine needs from the rest of sluice.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// Largest message accepted from either side.
+    pub max_message: usize,
+    /// The statement policy.
+    pub policy: Arc<dyn Policy>,
+    /// Cancel-key mapping shared by all sessions.
+    pub cancels: CancelRegistry,
+}
+
+/// What a finished session reports for its close log line.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Database user from the startup message.
+    pub user: Option<String>,
+    /// Database name from the startup message.
+    pub database: Option<String>,
+    /// Statements allowed to reach the database.
+    pub statements_allowed: u64,
+    /// Statements refused by policy.
+    pub statements_denied: u64,
+    /// Bytes client → database.
+    pub bytes_up: u64,
+    /// Bytes database → client.
+    pub bytes_down: u64,
+    /// The session was a cancel request, routed to this backend.
+    pub cancel_routed: bool,
+}
+
+/// Serve one client whose connection was headed for `original`. `dial`
+/// opens an upstream connection to the address it is given: `original` for
+/// a session, or the backend a CancelRequest's key maps to. It is only
+/// called once the client's first message shows which.
+pub async fn serve<F, Fut>(
+    client: TcpStream,
+    original: std::net::SocketAddr,
+    config: &SessionConfig,
+    dial: F,
+) -> Result<Summary, PgError>
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
+{
+    startup::run(client, original, config, dial).await
+}
