@@ -374,6 +374,11 @@ fn put_frame(out: &mut BytesMut, frame: &Frame) {
 }
 
 /// Database → client. Returns the bytes sent to the client and how it ended.
+///
+/// The common case costs one frame-header scan per message and no copy:
+/// complete frames are written to the client straight from the read
+/// buffer. Only where sluice owes the client something (a refusal before a
+/// ReadyForQuery, an injected answer after one) is the run split.
 async fn backend(
     mut ur: OwnedReadHalf,
     mut cw: OwnedWriteHalf,
@@ -381,30 +386,87 @@ async fn backend(
     reader: FrameReader,
     shared: &Shared,
 ) -> (u64, Result<(), PgError>) {
-    let mut out = BytesMut::with_capacity(16 * 1024);
     let mut sent = 0u64;
-    let result = loop {
-        // Answer whatever sluice owes the client that is not waiting
-        // behind an upstream ReadyForQuery.
-        drain_injected(shared, &mut out);
-        let more = match forward_frames(&mut buf, &mut out, reader, shared) {
-            Ok(more) => more,
-            Err(e) => {
-                let _ = cw.write_all(&out).await;
-                break Err(e);
-            }
-        };
-        if !out.is_empty() {
-            sent += out.len() as u64;
-            if let Err(source) = cw.write_all(&out).await {
+    let mut extra = BytesMut::new();
+    let result = 'session: loop {
+        // Answer whatever sluice owes that is not waiting behind upstream.
+        drain_injected(shared, &mut extra);
+        if !extra.is_empty() {
+            sent += extra.len() as u64;
+            if let Err(source) = cw.write_all(&extra).await {
                 break Err(PgError::Io {
                     leg: "client",
                     source,
                 });
             }
-            out.clear();
+            extra.clear();
         }
-        if more {
+        let mut pos = 0;
+        let mut written = 0;
+        loop {
+            let (tag, total) = match reader.peek_tagged(&buf[pos..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(source) => {
+                    let _ = cw.write_all(&buf[written..pos]).await;
+                    break 'session Err(PgError::Protocol {
+                        leg: "upstream",
+                        source,
+                    });
+                }
+            };
+            if tag == b'Z' && total == 6 {
+                let status = buf[pos + 5];
+                shared.tx_status.store(status, Ordering::Release);
+                let front = shared
+                    .slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                let mut before = BytesMut::new();
+                match front {
+                    Some(Slot::Upstream { refusal: Some(err) }) => err.encode(&mut before),
+                    Some(Slot::Upstream { refusal: None }) | None => {}
+                    Some(Slot::Injected(_)) => {
+                        tracing::warn!(
+                            "protocol order lost: an injected answer was due before upstream's ReadyForQuery"
+                        );
+                    }
+                }
+                drain_injected(shared, &mut extra);
+                if !before.is_empty() || !extra.is_empty() {
+                    let pieces: [&[u8]; 4] =
+                        [&buf[written..pos], &before, &buf[pos..pos + total], &extra];
+                    for piece in pieces {
+                        sent += piece.len() as u64;
+                        if let Err(source) = cw.write_all(piece).await {
+                            break 'session Err(PgError::Io {
+                                leg: "client",
+                                source,
+                            });
+                        }
+                    }
+                    extra.clear();
+                    written = pos + total;
+                }
+            }
+            pos += total;
+            if pos - written >= 256 * 1024 {
+                // Stream large results instead of scanning them all first.
+                break;
+            }
+        }
+        if pos > written {
+            sent += (pos - written) as u64;
+            if let Err(source) = cw.write_all(&buf[written..pos]).await {
+                break Err(PgError::Io {
+                    leg: "client",
+                    source,
+                });
+            }
+        }
+        bytes::Buf::advance(&mut buf, pos);
+        if reader.peek_tagged(&buf).ok().flatten().is_some() {
             continue;
         }
         if buf.capacity() - buf.len() < 4096 {
@@ -428,52 +490,6 @@ async fn backend(
     };
     let _ = cw.shutdown().await;
     (sent, result)
-}
-
-/// Forward every complete upstream frame in `buf` into `out`, putting
-/// refusals and injected answers in their places around ReadyForQuery.
-/// Returns true if it stopped early to let a large result stream out.
-fn forward_frames(
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-    reader: FrameReader,
-    shared: &Shared,
-) -> Result<bool, PgError> {
-    while let Some(frame) = reader
-        .next_tagged(buf)
-        .map_err(|source| PgError::Protocol {
-            leg: "upstream",
-            source,
-        })?
-    {
-        if frame.tag == b'Z' {
-            let status = frame.body.first().copied().unwrap_or(b'I');
-            shared.tx_status.store(status, Ordering::Release);
-            let front = shared
-                .slots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            match front {
-                Some(Slot::Upstream { refusal: Some(err) }) => err.encode(out),
-                Some(Slot::Upstream { refusal: None }) | None => {}
-                Some(Slot::Injected(_)) => {
-                    tracing::warn!(
-                        "protocol order lost: an injected answer was due before upstream's ReadyForQuery"
-                    );
-                }
-            }
-            put_frame(out, &frame);
-            drain_injected(shared, out);
-        } else {
-            put_frame(out, &frame);
-        }
-        if out.len() >= 256 * 1024 {
-            // Stream large results instead of collecting them.
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Move injected answers at the head of the queue into `out`.

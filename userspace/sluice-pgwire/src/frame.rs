@@ -63,6 +63,18 @@ impl FrameReader {
         }))
     }
 
+    /// Look at the tagged frame starting at `buf[0]` without consuming it:
+    /// its type byte and total length (header included) once it is
+    /// complete. Lets a relay forward whole runs of frames straight from
+    /// its read buffer.
+    pub fn peek_tagged(&self, buf: &[u8]) -> Result<Option<(u8, usize)>, CodecError> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let total = 1 + self.declared_len(&buf[1..5], "message length")?;
+        Ok((buf.len() >= total).then_some((buf[0], total)))
+    }
+
     /// The next untagged startup-family message (Int32 length, body), if complete.
     pub fn next_startup(&self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         if buf.len() < 4 {
@@ -146,6 +158,17 @@ mod tests {
             r.next_startup(&mut buf),
             Err(CodecError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn peek_sees_complete_frames_only() {
+        let r = FrameReader::default();
+        assert_eq!(
+            r.peek_tagged(b"Z\x00\x00\x00\x05I").unwrap(),
+            Some((b'Z', 6))
+        );
+        assert_eq!(r.peek_tagged(b"Z\x00\x00\x00\x05").unwrap(), None);
+        assert!(r.peek_tagged(b"Z\x00\x00\x00\x01").is_err());
     }
 
     #[test]
