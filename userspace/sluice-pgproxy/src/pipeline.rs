@@ -57,11 +57,18 @@ struct Shared {
 
 impl Shared {
     fn push(&self, slot: Slot) {
+        // Only an injected answer may need the database-side task to act
+        // without upstream input; an upstream slot is served when its
+        // ReadyForQuery arrives, so waking the task for it would be wasted
+        // work on every statement.
+        let wake = matches!(slot, Slot::Injected(_));
         self.slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back(slot);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
     }
 }
 
