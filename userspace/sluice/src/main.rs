@@ -159,8 +159,9 @@ fn main() -> ExitCode {
                     ))
                 );
                 for t in &c.targets {
-                    println!("  target: {t}");
+                    println!("  target: {t}, protocol {:?}", t.protocol);
                 }
+                println!("  policy: {} deny pattern(s)", c.policy.deny_patterns.len());
                 if c.proxy.fail_open {
                     println!(
                         "  WARNING: fail_open = true: protected flows bypass sluice while it is down"
