@@ -69,6 +69,26 @@ fn refused_statements_get_42501_and_the_session_stays_usable() {
     assert_eq!(s.pg.sql("select count(*) from cards"), "2");
     let log = s.daemon.log_text();
     assert!(log.contains("statement_denied"), "{log}");
+    // Inside a transaction block a refusal aborts the transaction, exactly
+    // as a failing statement would: the next statement is refused by the
+    // database itself (25P02) and ROLLBACK ends it.
+    let (_, out, err) = psql(
+        &s,
+        &[
+            "-c",
+            "begin",
+            "-c",
+            "drop table cards",
+            "-c",
+            "select 'after'",
+            "-c",
+            "rollback",
+            "-c",
+            "select 'clean'",
+        ],
+    );
+    assert!(err.contains("current transaction is aborted"), "{err}");
+    assert!(!out.contains("after") && out.contains("clean"), "{out}");
     // SQLSTATE is 42501 (psql shows it with VERBOSITY verbose).
     let (_, _, err) = psql(&s, &["-v", "VERBOSITY=verbose", "-c", "drop table cards"]);
     assert!(err.contains("42501"), "{err}");

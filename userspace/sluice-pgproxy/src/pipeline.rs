@@ -2,28 +2,31 @@
 //! block the other (a client that writes a long pipeline while not yet
 //! reading must not deadlock the proxy).
 //!
-//! Client → database: every message is decoded; statements pass the
-//! policy. A refused simple query never reaches the database; the client
-//! gets ErrorResponse (42501) and ReadyForQuery. A refusal inside an
-//! extended-query batch discards the batch's remaining messages up to Sync,
-//! as PostgreSQL does after an error; if part of the batch already went
-//! upstream, a Sync is sent to close that part and the refusal is reported
-//! in place of its ReadyForQuery.
+//! Client → database: every statement-bearing message (Query, Parse, Bind,
+//! FunctionCall) is decoded and passes the policy. A refused statement never
+//! reaches the database: in its place sluice sends a *poison* statement, a
+//! syntax error carrying a per-refusal marker. The database fails it exactly
+//! where the refused statement stood, so everything PostgreSQL does after an
+//! error happens for real and in order: the rest of an extended batch is
+//! discarded up to Sync, an implicit transaction rolls back, an explicit one
+//! becomes aborted, pipelines keep their order, and ReadyForQuery carries the
+//! true transaction status.
 //!
-//! Database → client: responses are forwarded frame by frame (batched per
-//! read). Because refusals are answered by sluice while earlier statements
-//! may still be running upstream, every expected ReadyForQuery is a slot in
-//! an ordered queue, and injected responses wait their turn behind them.
+//! Database → client: frames are written straight from the read buffer after
+//! a header scan. Only an ErrorResponse carrying a poison marker is touched:
+//! it is replaced by sluice's refusal (SQLSTATE 42501). If an earlier
+//! statement of the same batch failed first, the database never reached the
+//! poison and the client sees that earlier error, as it would without sluice.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
 };
 
-use bytes::{BufMut, BytesMut};
-use sluice_pgwire::{BackendMessage, Frame, FrameReader, FrontendMessage};
+use bytes::{BufMut, Bytes, BytesMut};
+use sluice_pgwire::{BackendMessage, Frame, FrameReader, FrontendMessage, frontend::Target};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -35,41 +38,21 @@ use tokio::{
 
 use crate::{Decision, PgError, SessionConfig, Statement, Summary};
 
-/// One expected answer, in the order the client will see it.
-enum Slot {
-    /// A ReadyForQuery will come from upstream. If `refusal` is set, the
-    /// client gets it just before that ReadyForQuery (a batch that was cut
-    /// short by a refusal after part of it went upstream).
-    Upstream { refusal: Option<BackendMessage> },
-    /// sluice answers itself: these messages, then ReadyForQuery with the
-    /// current transaction status.
-    Injected(BackendMessage),
-}
+/// Every poison statement starts with this, then the session's nonce and
+/// the refusal's sequence number. Not valid SQL: the server's parser fails
+/// on it before anything runs.
+const POISON: &str = "SLUICE_REFUSED_";
 
 struct Shared {
-    slots: Mutex<VecDeque<Slot>>,
+    /// Refusals waiting for their poison's error, by marker.
+    refusals: Mutex<HashMap<String, BackendMessage>>,
+    /// The session's random part of every marker.
+    nonce: String,
+    /// A fatal error for the client (malformed client input).
+    fatal: Mutex<Option<BackendMessage>>,
     wake: Notify,
-    /// Transaction status of the last ReadyForQuery from upstream.
-    tx_status: AtomicU8,
     /// The client sent Terminate (an upstream EOF is then expected).
     terminated: AtomicBool,
-}
-
-impl Shared {
-    fn push(&self, slot: Slot) {
-        // Only an injected answer may need the database-side task to act
-        // without upstream input; an upstream slot is served when its
-        // ReadyForQuery arrives, so waking the task for it would be wasted
-        // work on every statement.
-        let wake = matches!(slot, Slot::Injected(_));
-        self.slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(slot);
-        if wake {
-            self.wake.notify_one();
-        }
-    }
 }
 
 pub(crate) async fn run(
@@ -81,9 +64,10 @@ pub(crate) async fn run(
     summary: &mut Summary,
 ) -> Result<(), PgError> {
     let shared = Arc::new(Shared {
-        slots: Mutex::new(VecDeque::new()),
+        refusals: Mutex::new(HashMap::new()),
+        nonce: nonce(),
+        fatal: Mutex::new(None),
         wake: Notify::new(),
-        tx_status: AtomicU8::new(b'I'),
         terminated: AtomicBool::new(false),
     });
     let (cr, cw) = client.into_split();
@@ -93,23 +77,22 @@ pub(crate) async fn run(
         config,
         shared: &shared,
         statements: HashMap::new(),
-        failed_batch: None,
-        batch_forwarded: false,
-        summary: SummaryCounts::default(),
+        batch_refused: false,
+        next_refusal: 0,
+        counts: Counts::default(),
     };
     let up = front.run(cr, uw, cbuf, reader);
     let down = backend(ur, cw, ubuf, reader, &shared);
-    let (up, down) = tokio::join!(up, down);
-    summary.statements_allowed = front.summary.allowed;
-    summary.statements_denied = front.summary.denied;
-    summary.bytes_up = front.summary.bytes;
-    let (down_bytes, down_result) = down;
-    summary.bytes_down = down_bytes;
-    up.and(down_result)
+    let (up, (bytes_down, down)) = tokio::join!(up, down);
+    summary.statements_allowed = front.counts.allowed;
+    summary.statements_denied = front.counts.denied;
+    summary.bytes_up = front.counts.bytes;
+    summary.bytes_down = bytes_down;
+    up.and(down)
 }
 
 #[derive(Default)]
-struct SummaryCounts {
+struct Counts {
     allowed: u64,
     denied: u64,
     bytes: u64,
@@ -120,11 +103,11 @@ struct Frontend<'a> {
     shared: &'a Shared,
     /// Prepared statement texts by name ("" = unnamed), for Bind decisions.
     statements: HashMap<String, String>,
-    /// A refusal in the current extended batch: discard until Sync.
-    failed_batch: Option<BackendMessage>,
-    /// Part of the current extended batch already went upstream.
-    batch_forwarded: bool,
-    summary: SummaryCounts,
+    /// The current extended batch already hit a refusal: the database is
+    /// discarding up to Sync, so the rest needs no decision.
+    batch_refused: bool,
+    next_refusal: u64,
+    counts: Counts,
 }
 
 impl Frontend<'_> {
@@ -141,17 +124,15 @@ impl Frontend<'_> {
                 let frame = match reader.next_tagged(&mut buf) {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(source) => {
-                        self.refuse_and_close(&mut uw, &out).await;
-                        return Err(PgError::Protocol {
-                            leg: "client",
-                            source,
-                        });
-                    }
+                    Err(source) => return Err(self.fatal(&mut uw, &out, source).await),
                 };
-                let tag = frame.tag;
-                if self.handle(frame, &mut out)? && tag == b'X' {
+                let terminate = frame.tag == b'X';
+                if let Err(source) = self.handle(frame, &mut out) {
+                    return Err(self.fatal(&mut uw, &out, source).await);
+                }
+                if terminate {
                     self.shared.terminated.store(true, Ordering::Release);
+                    self.counts.bytes += out.len() as u64;
                     uw.write_all(&out).await.map_err(|source| PgError::Io {
                         leg: "upstream",
                         source,
@@ -161,7 +142,7 @@ impl Frontend<'_> {
                 }
             }
             if !out.is_empty() {
-                self.summary.bytes += out.len() as u64;
+                self.counts.bytes += out.len() as u64;
                 uw.write_all(&out).await.map_err(|source| PgError::Io {
                     leg: "upstream",
                     source,
@@ -184,208 +165,159 @@ impl Frontend<'_> {
         }
     }
 
-    /// A malformed client message: tell upstream nothing more is coming.
-    async fn refuse_and_close(&self, uw: &mut OwnedWriteHalf, pending: &BytesMut) {
+    /// Malformed client input: flush what was accepted, have the other task
+    /// tell the client, and end the session.
+    async fn fatal(
+        &self,
+        uw: &mut OwnedWriteHalf,
+        pending: &BytesMut,
+        source: sluice_pgwire::CodecError,
+    ) -> PgError {
         let _ = uw.write_all(pending).await;
-        self.shared
-            .push(Slot::Injected(BackendMessage::ErrorResponse(vec![
+        let _ = uw.shutdown().await;
+        let message =
+            format!("sluice: invalid message from the client ({source}); closing the session");
+        *self.shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(BackendMessage::ErrorResponse(vec![
                 (b'S', "FATAL".into()),
                 (b'V', "FATAL".into()),
                 (b'C', "08P01".into()),
-                (
-                    b'M',
-                    "sluice: invalid message from client; closing the session".into(),
-                ),
-            ])));
-        let _ = uw.shutdown().await;
-    }
-
-    /// Decide and forward one client message into `out`. Returns true if it
-    /// was forwarded.
-    fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Result<bool, PgError> {
-        // Only statement-bearing messages need decoding; the rest are
-        // forwarded (or discarded) by type byte alone.
-        match frame.tag {
-            b'Q' | b'P' | b'B' | b'F' | b'C' => {}
-            b'S' => return Ok(self.sync(frame, out)),
-            b'd' | b'c' | b'f' | b'X' => {
-                put_frame(out, &frame);
-                return Ok(true);
-            }
-            _ => return Ok(self.extended(frame, out)),
-        }
-        let msg = FrontendMessage::decode(frame.clone()).map_err(|source| PgError::Protocol {
+                (b'M', message),
+            ]));
+        self.shared.wake.notify_one();
+        PgError::Protocol {
             leg: "client",
             source,
-        })?;
-        match &msg {
-            FrontendMessage::Query(text) => {
-                if self.failed_batch.is_some() {
-                    return Ok(false);
-                }
-                match self.decide(text, &[], "simple") {
-                    Decision::Allow => {
-                        put_frame(out, &frame);
-                        self.shared.push(Slot::Upstream { refusal: None });
-                        Ok(true)
-                    }
-                    Decision::Deny { rule } => {
-                        self.shared.push(Slot::Injected(refusal(&rule)));
-                        Ok(false)
-                    }
-                }
+        }
+    }
+
+    /// Decide and forward one client message into `out`.
+    fn handle(
+        &mut self,
+        frame: Frame,
+        out: &mut BytesMut,
+    ) -> Result<(), sluice_pgwire::CodecError> {
+        match frame.tag {
+            b'Q' | b'P' | b'B' | b'F' | b'C' => {}
+            b'S' => {
+                self.batch_refused = false;
+                put_frame(out, &frame);
+                return Ok(());
             }
+            // Everything else needs no decision: forwarded by type byte.
+            _ => {
+                put_frame(out, &frame);
+                return Ok(());
+            }
+        }
+        if self.batch_refused && frame.tag != b'Q' && frame.tag != b'F' {
+            // The database discards these until Sync; keep its state
+            // exactly as without sluice by letting it do so.
+            put_frame(out, &frame);
+            return Ok(());
+        }
+        let msg = FrontendMessage::decode(frame.clone())?;
+        let decision = match &msg {
+            FrontendMessage::Query(text) => self.decide(text, &[], "simple"),
             FrontendMessage::Parse { name, query, .. } => {
-                if self.failed_batch.is_some() {
-                    return Ok(false);
+                let d = self.decide(query, &[], "extended");
+                if d == Decision::Allow {
+                    self.statements.insert(name.clone(), query.clone());
                 }
-                match self.decide(query, &[], "extended") {
-                    Decision::Allow => {
-                        self.statements.insert(name.clone(), query.clone());
-                        Ok(self.extended(frame, out))
-                    }
-                    Decision::Deny { rule } => {
-                        self.fail_batch(refusal(&rule), out);
-                        Ok(false)
-                    }
-                }
+                d
             }
             FrontendMessage::Bind {
                 statement, params, ..
             } => {
-                if self.failed_batch.is_some() {
-                    return Ok(false);
-                }
-                // A statement prepared on another path (or before sluice)
-                // has no text here: decide on what is known.
+                // A statement prepared on another path has no text here:
+                // decide on what is known (an empty text).
                 let text = self.statements.get(statement).cloned().unwrap_or_default();
-                match self.decide(&text, params, "extended") {
-                    Decision::Allow => Ok(self.extended(frame, out)),
-                    Decision::Deny { rule } => {
-                        self.fail_batch(refusal(&rule), out);
-                        Ok(false)
+                self.decide(&text, params, "extended")
+            }
+            FrontendMessage::FunctionCall { oid, args, .. } => self.decide(
+                &format!("-- fast-path function call, oid {oid}"),
+                args,
+                "function-call",
+            ),
+            FrontendMessage::Close {
+                target: Target::Statement,
+                name,
+            } => {
+                self.statements.remove(name);
+                Decision::Allow
+            }
+            _ => Decision::Allow,
+        };
+        match decision {
+            Decision::Allow => put_frame(out, &frame),
+            Decision::Deny { rule } => {
+                let marker = self.refusal(rule);
+                match msg {
+                    FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } => {
+                        FrontendMessage::Query(marker).encode(out);
+                    }
+                    _ => {
+                        self.batch_refused = true;
+                        FrontendMessage::Parse {
+                            name: "sluice_refused".into(),
+                            query: marker,
+                            param_types: vec![],
+                        }
+                        .encode(out);
                     }
                 }
             }
-            FrontendMessage::FunctionCall { oid, args, .. } => {
-                let text = format!("-- fast-path function call, oid {oid}");
-                match self.decide(&text, args, "function-call") {
-                    Decision::Allow => {
-                        put_frame(out, &frame);
-                        self.shared.push(Slot::Upstream { refusal: None });
-                        Ok(true)
-                    }
-                    Decision::Deny { rule } => {
-                        self.shared.push(Slot::Injected(refusal(&rule)));
-                        Ok(false)
-                    }
-                }
-            }
-            FrontendMessage::Close { name, target, .. } => {
-                if *target == sluice_pgwire::frontend::Target::Statement {
-                    self.statements.remove(name);
-                }
-                Ok(self.extended(frame, out))
-            }
-            _ => Ok(self.extended(frame, out)),
         }
+        Ok(())
     }
 
-    fn decide(
-        &mut self,
-        text: &str,
-        params: &[Option<bytes::Bytes>],
-        protocol: &'static str,
-    ) -> Decision {
+    fn decide(&mut self, text: &str, params: &[Option<Bytes>], protocol: &'static str) -> Decision {
         let d = self.config.policy.decide(&Statement {
             text,
             params,
             protocol,
         });
         match &d {
-            Decision::Allow => self.summary.allowed += 1,
+            Decision::Allow => self.counts.allowed += 1,
             Decision::Deny { rule } => {
-                self.summary.denied += 1;
+                self.counts.denied += 1;
                 tracing::info!(event = "statement_denied", rule = %rule, protocol, statement = %truncate(text, 200), "statement refused");
             }
         }
         d
     }
 
-    /// An extended-protocol message other than Sync: forwarded unless the
-    /// batch has failed.
-    fn extended(&mut self, frame: Frame, out: &mut BytesMut) -> bool {
-        if self.failed_batch.is_some() {
-            return false;
+    /// Register a refusal; returns the poison statement that stands in for it.
+    fn refusal(&mut self, rule: String) -> String {
+        self.next_refusal += 1;
+        let marker = format!("{POISON}{}_{}", self.shared.nonce, self.next_refusal);
+        let error = BackendMessage::ErrorResponse(vec![
+            (b'S', "ERROR".into()),
+            (b'V', "ERROR".into()),
+            (b'C', "42501".into()),
+            (b'M', "sluice: statement refused by policy".into()),
+            (b'D', format!("Rule: {rule}.")),
+        ]);
+        let mut refusals = self
+            .shared
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // A poison the database never reached (an earlier error in its batch)
+        // leaves its entry behind; keep the map from growing without bound.
+        if refusals.len() >= 1024 {
+            refusals.clear();
         }
-        put_frame(out, &frame);
-        self.batch_forwarded = true;
-        true
+        refusals.insert(marker.clone(), error);
+        marker
     }
-
-    /// Refuse the rest of the current extended batch.
-    fn fail_batch(&mut self, error: BackendMessage, out: &mut BytesMut) {
-        if self.batch_forwarded {
-            // Close what already went upstream; the refusal replaces
-            // nothing but precedes that part's ReadyForQuery.
-            let mut sync = BytesMut::new();
-            FrontendMessage::Sync.encode(&mut sync);
-            out.put_slice(&sync);
-            self.shared.push(Slot::Upstream {
-                refusal: Some(error),
-            });
-            self.failed_batch = Some(BackendMessage::NoData); // marker: answered already
-        } else {
-            self.failed_batch = Some(error);
-        }
-    }
-
-    fn sync(&mut self, frame: Frame, out: &mut BytesMut) -> bool {
-        self.batch_forwarded = false;
-        match self.failed_batch.take() {
-            None => {
-                put_frame(out, &frame);
-                self.shared.push(Slot::Upstream { refusal: None });
-                true
-            }
-            Some(BackendMessage::NoData) => false,
-            Some(error) => {
-                self.shared.push(Slot::Injected(error));
-                false
-            }
-        }
-    }
-}
-
-fn refusal(rule: &str) -> BackendMessage {
-    BackendMessage::ErrorResponse(vec![
-        (b'S', "ERROR".into()),
-        (b'V', "ERROR".into()),
-        (b'C', "42501".into()),
-        (b'M', "sluice: statement refused by policy".into()),
-        (b'D', format!("Rule: {rule}.")),
-    ])
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-fn put_frame(out: &mut BytesMut, frame: &Frame) {
-    out.put_u8(frame.tag);
-    out.put_i32(frame.body.len() as i32 + 4);
-    out.put_slice(&frame.body);
 }
 
 /// Database → client. Returns the bytes sent to the client and how it ended.
 ///
-/// The common case costs one frame-header scan per message and no copy:
-/// complete frames are written to the client straight from the read
-/// buffer. Only where sluice owes the client something (a refusal before a
-/// ReadyForQuery, an injected answer after one) is the run split.
+/// One frame-header scan per message and no copy: complete frames go to the
+/// client straight from the read buffer. Only an ErrorResponse that answers
+/// a poison statement is replaced.
 async fn backend(
     mut ur: OwnedReadHalf,
     mut cw: OwnedWriteHalf,
@@ -394,19 +326,18 @@ async fn backend(
     shared: &Shared,
 ) -> (u64, Result<(), PgError>) {
     let mut sent = 0u64;
-    let mut extra = BytesMut::new();
     let result = 'session: loop {
-        // Answer whatever sluice owes that is not waiting behind upstream.
-        drain_injected(shared, &mut extra);
-        if !extra.is_empty() {
-            sent += extra.len() as u64;
-            if let Err(source) = cw.write_all(&extra).await {
-                break Err(PgError::Io {
-                    leg: "client",
-                    source,
-                });
-            }
-            extra.clear();
+        let fatal = shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(msg) = fatal {
+            let mut out = BytesMut::new();
+            msg.encode(&mut out);
+            let _ = cw.write_all(&buf).await; // what the database already said
+            let _ = cw.write_all(&out).await;
+            break Ok(());
         }
         let mut pos = 0;
         let mut written = 0;
@@ -422,29 +353,11 @@ async fn backend(
                     });
                 }
             };
-            if tag == b'Z' && total == 6 {
-                let status = buf[pos + 5];
-                shared.tx_status.store(status, Ordering::Release);
-                let front = shared
-                    .slots
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pop_front();
-                let mut before = BytesMut::new();
-                match front {
-                    Some(Slot::Upstream { refusal: Some(err) }) => err.encode(&mut before),
-                    Some(Slot::Upstream { refusal: None }) | None => {}
-                    Some(Slot::Injected(_)) => {
-                        tracing::warn!(
-                            "protocol order lost: an injected answer was due before upstream's ReadyForQuery"
-                        );
-                    }
-                }
-                drain_injected(shared, &mut extra);
-                if !before.is_empty() || !extra.is_empty() {
-                    let pieces: [&[u8]; 4] =
-                        [&buf[written..pos], &before, &buf[pos..pos + total], &extra];
-                    for piece in pieces {
+            if tag == b'E' {
+                if let Some(refusal) = poison_answer(shared, &buf[pos..pos + total]) {
+                    let mut replacement = BytesMut::new();
+                    refusal.encode(&mut replacement);
+                    for piece in [&buf[written..pos], &replacement[..]] {
                         sent += piece.len() as u64;
                         if let Err(source) = cw.write_all(piece).await {
                             break 'session Err(PgError::Io {
@@ -453,7 +366,6 @@ async fn backend(
                             });
                         }
                     }
-                    extra.clear();
                     written = pos + total;
                 }
             }
@@ -499,15 +411,58 @@ async fn backend(
     (sent, result)
 }
 
-/// Move injected answers at the head of the queue into `out`.
-fn drain_injected(shared: &Shared, out: &mut BytesMut) {
-    let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-    while matches!(slots.front(), Some(Slot::Injected(_))) {
-        if let Some(Slot::Injected(msg)) = slots.pop_front() {
-            msg.encode(out);
-            BackendMessage::ReadyForQuery(shared.tx_status.load(Ordering::Acquire)).encode(out);
-        }
+/// If this ErrorResponse frame answers a poison statement, the refusal that
+/// replaces it.
+fn poison_answer(shared: &Shared, frame: &[u8]) -> Option<BackendMessage> {
+    let mut refusals = shared.refusals.lock().unwrap_or_else(|e| e.into_inner());
+    if refusals.is_empty() {
+        return None;
     }
+    let body = &frame[5..];
+    let start = find(body, POISON.as_bytes())?;
+    let end = body[start..]
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .map_or(body.len(), |n| start + n);
+    // PostgreSQL folds unquoted identifiers to lower case in its messages.
+    let marker = String::from_utf8_lossy(&body[start..end]).to_uppercase();
+    let key = refusals
+        .keys()
+        .find(|k| k.to_uppercase() == marker)?
+        .clone();
+    refusals.remove(&key)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A random session nonce for poison markers (upper-case hex, so the
+/// server's error text can be matched whatever case it reports).
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016X}", h.finish())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn put_frame(out: &mut BytesMut, frame: &Frame) {
+    out.put_u8(frame.tag);
+    out.put_i32(frame.body.len() as i32 + 4);
+    out.put_slice(&frame.body);
 }
 
 /// The database closed the connection under a live session: say so.
@@ -521,4 +476,50 @@ async fn lost_database(cw: &mut OwnedWriteHalf) {
     ])
     .encode(&mut out);
     let _ = cw.write_all(&out).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poison_errors_are_recognised_in_any_case_and_only_once() {
+        let shared = Shared {
+            refusals: Mutex::new(HashMap::new()),
+            nonce: "ABC".into(),
+            fatal: Mutex::new(None),
+            wake: Notify::new(),
+            terminated: AtomicBool::new(false),
+        };
+        let refusal = BackendMessage::error("42501", "refused");
+        shared
+            .refusals
+            .lock()
+            .unwrap()
+            .insert(format!("{POISON}ABC_1"), refusal.clone());
+        let frame = |text: &str| {
+            let mut b = BytesMut::new();
+            BackendMessage::ErrorResponse(vec![(b'C', "42601".into()), (b'M', text.into())])
+                .encode(&mut b);
+            b
+        };
+        assert_eq!(
+            poison_answer(&shared, &frame("relation \"x\" does not exist")),
+            None
+        );
+        assert_eq!(
+            poison_answer(
+                &shared,
+                &frame("syntax error at or near \"sluice_refused_abc_1\"")
+            ),
+            Some(refusal)
+        );
+        assert_eq!(
+            poison_answer(
+                &shared,
+                &frame("syntax error at or near \"sluice_refused_abc_1\"")
+            ),
+            None
+        );
+    }
 }
