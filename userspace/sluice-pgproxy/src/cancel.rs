@@ -56,20 +56,10 @@ impl CancelRegistry {
     }
 }
 
-/// An unguessable key: the hash of the real key, the time and a per-process
-/// random seed (std's RandomState), so one client cannot cancel another's
-/// queries by guessing.
+/// An unguessable key, so one client cannot cancel another's queries by
+/// guessing.
 fn random_key(real: RealBackend) -> i32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i32(real.pid);
-    h.write_i32(real.key);
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as i32
+    crate::random_u64(&[real.pid as u64, real.key as u64]) as i32
 }
 
 #[cfg(test)]

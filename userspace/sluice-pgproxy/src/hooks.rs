@@ -38,15 +38,6 @@ pub trait Policy: Send + Sync {
     fn decide(&self, statement: &Statement<'_>) -> Decision;
 }
 
-/// Allow everything (a relay with protocol awareness but no control).
-pub struct AllowAll;
-
-impl Policy for AllowAll {
-    fn decide(&self, _: &Statement<'_>) -> Decision {
-        Decision::Allow
-    }
-}
-
 /// Refuses statements whose text matches any configured pattern.
 pub struct PatternPolicy {
     set: RegexSet,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use cancel::CancelRegistry;
 pub use hooks::{Decision, PatternPolicy, Policy, Statement};
 use sluice_pgwire::CodecError;
-use tokio::net::TcpStream;
+pub use startup::run as serve;
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,23 @@ pub enum PgError {
     /// The client left before the session was established.
     #[error("client closed the connection during startup")]
     ClientGone,
+}
+
+/// 64 unpredictable bits: std's per-process random hasher seed over the
+/// current time and `salt`. Enough for cancel keys and poison markers
+/// without a CSPRNG dependency.
+pub(crate) fn random_u64(salt: &[u64]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    for s in salt {
+        h.write_u64(*s);
+    }
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// What the session engine needs from the rest of sluice.
@@ -74,21 +91,4 @@ pub struct Summary {
     pub bytes_down: u64,
     /// The session was a cancel request, routed to this backend.
     pub cancel_routed: bool,
-}
-
-/// Serve one client whose connection was headed for `original`. `dial`
-/// opens an upstream connection to the address it is given: `original` for
-/// a session, or the backend a CancelRequest's key maps to. It is only
-/// called once the client's first message shows which.
-pub async fn serve<F, Fut>(
-    client: TcpStream,
-    original: std::net::SocketAddr,
-    config: &SessionConfig,
-    dial: F,
-) -> Result<Summary, PgError>
-where
-    F: FnOnce(std::net::SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
-{
-    startup::run(client, original, config, dial).await
 }

@@ -353,21 +353,21 @@ async fn backend(
                     });
                 }
             };
-            if tag == b'E' {
-                if let Some(refusal) = poison_answer(shared, &buf[pos..pos + total]) {
-                    let mut replacement = BytesMut::new();
-                    refusal.encode(&mut replacement);
-                    for piece in [&buf[written..pos], &replacement[..]] {
-                        sent += piece.len() as u64;
-                        if let Err(source) = cw.write_all(piece).await {
-                            break 'session Err(PgError::Io {
-                                leg: "client",
-                                source,
-                            });
-                        }
+            if tag == b'E'
+                && let Some(refusal) = poison_answer(shared, &buf[pos..pos + total])
+            {
+                let mut replacement = BytesMut::new();
+                refusal.encode(&mut replacement);
+                for piece in [&buf[written..pos], &replacement[..]] {
+                    sent += piece.len() as u64;
+                    if let Err(source) = cw.write_all(piece).await {
+                        break 'session Err(PgError::Io {
+                            leg: "client",
+                            source,
+                        });
                     }
-                    written = pos + total;
                 }
+                written = pos + total;
             }
             pos += total;
             if pos - written >= 256 * 1024 {
@@ -442,14 +442,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A random session nonce for poison markers (upper-case hex, so the
 /// server's error text can be matched whatever case it reports).
 fn nonce() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("{:016X}", h.finish())
+    format!("{:016X}", crate::random_u64(&[]))
 }
 
 fn truncate(s: &str, max: usize) -> &str {

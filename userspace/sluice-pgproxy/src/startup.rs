@@ -23,7 +23,11 @@ use crate::{PgError, SessionConfig, Summary, cancel::RealBackend, pipeline};
 /// SSL/GSS probes a client may send before its StartupMessage.
 const MAX_PROBES: usize = 3;
 
-pub(crate) async fn run<F, Fut>(
+/// Serve one client whose connection was headed for `original`. `dial`
+/// opens an upstream connection to the address it is given: `original` for
+/// a session, or the backend a CancelRequest's key maps to. It is only
+/// called once the client's first message shows which.
+pub async fn run<F, Fut>(
     mut client: TcpStream,
     original: std::net::SocketAddr,
     config: &SessionConfig,

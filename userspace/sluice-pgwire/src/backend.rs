@@ -3,7 +3,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::{
     CodecError, Frame,
-    wire::{Reader, put_count16, put_cstr, put_message, put_value},
+    wire::{Reader, put_cstr, put_list16, put_message, put_value},
 };
 
 /// The Authentication request family (`R`).
@@ -191,11 +191,7 @@ impl BackendMessage {
             b'c' => BackendMessage::CopyDone,
             b'G' | b'H' | b'W' => {
                 let format = r.u8()? as i8;
-                let n = r.count16()?;
-                let mut column_formats = Vec::with_capacity(n.min(r.remaining() / 2));
-                for _ in 0..n {
-                    column_formats.push(r.i16()?);
-                }
+                let column_formats = r.list16(2, Reader::i16)?;
                 match frame.tag {
                     b'G' => BackendMessage::CopyInResponse {
                         format,
@@ -212,11 +208,7 @@ impl BackendMessage {
                 }
             }
             b'D' => {
-                let n = r.count16()?;
-                let mut values = Vec::with_capacity(n.min(r.remaining() / 4));
-                for _ in 0..n {
-                    values.push(r.value()?);
-                }
+                let values = r.list16(4, Reader::value)?;
                 BackendMessage::DataRow(values)
             }
             b'I' => BackendMessage::EmptyQueryResponse,
@@ -244,11 +236,7 @@ impl BackendMessage {
                 payload: r.cstr()?,
             },
             b't' => {
-                let n = r.count16()?;
-                let mut oids = Vec::with_capacity(n.min(r.remaining() / 4));
-                for _ in 0..n {
-                    oids.push(r.i32()? as u32);
-                }
+                let oids = r.list16(4, |r| Ok(r.i32()? as u32))?;
                 BackendMessage::ParameterDescription(oids)
             }
             b'S' => BackendMessage::ParameterStatus {
@@ -268,10 +256,8 @@ impl BackendMessage {
                 BackendMessage::ReadyForQuery(status)
             }
             b'T' => {
-                let n = r.count16()?;
-                let mut cols = Vec::with_capacity(n.min(r.remaining() / 19));
-                for _ in 0..n {
-                    cols.push(FieldDescription {
+                let cols = r.list16(19, |r| {
+                    Ok(FieldDescription {
                         name: r.cstr()?,
                         table_oid: r.i32()? as u32,
                         column: r.i16()?,
@@ -279,8 +265,8 @@ impl BackendMessage {
                         type_size: r.i16()?,
                         type_modifier: r.i32()?,
                         format: r.i16()?,
-                    });
-                }
+                    })
+                })?;
                 BackendMessage::RowDescription(cols)
             }
             tag => {
@@ -383,16 +369,10 @@ impl BackendMessage {
                 column_formats,
             } => {
                 b.put_i8(*format);
-                put_count16(b, column_formats.len());
-                for f in column_formats {
-                    b.put_i16(*f);
-                }
+                put_list16(b, column_formats, |b, f| b.put_i16(*f));
             }
             BackendMessage::DataRow(values) => {
-                put_count16(b, values.len());
-                for v in values {
-                    put_value(b, v.as_deref());
-                }
+                put_list16(b, values, |b, v| put_value(b, v.as_deref()));
             }
             BackendMessage::ErrorResponse(f) | BackendMessage::NoticeResponse(f) => {
                 for (code, value) in f {
@@ -422,10 +402,7 @@ impl BackendMessage {
                 put_cstr(b, payload);
             }
             BackendMessage::ParameterDescription(oids) => {
-                put_count16(b, oids.len());
-                for o in oids {
-                    b.put_u32(*o);
-                }
+                put_list16(b, oids, |b, o| b.put_u32(*o));
             }
             BackendMessage::ParameterStatus { name, value } => {
                 put_cstr(b, name);
@@ -433,8 +410,7 @@ impl BackendMessage {
             }
             BackendMessage::ReadyForQuery(status) => b.put_u8(*status),
             BackendMessage::RowDescription(cols) => {
-                put_count16(b, cols.len());
-                for c in cols {
+                put_list16(b, cols, |b, c| {
                     put_cstr(b, &c.name);
                     b.put_u32(c.table_oid);
                     b.put_i16(c.column);
@@ -442,7 +418,7 @@ impl BackendMessage {
                     b.put_i16(c.type_size);
                     b.put_i32(c.type_modifier);
                     b.put_i16(c.format);
-                }
+                });
             }
         });
     }

@@ -3,7 +3,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::{
     CodecError, Frame,
-    wire::{Reader, put_count16, put_cstr, put_message, put_value},
+    wire::{Reader, put_cstr, put_list16, put_message, put_value},
 };
 
 /// What Describe and Close act on.
@@ -130,11 +130,7 @@ impl FrontendMessage {
             b'P' => {
                 let name = r.cstr()?;
                 let query = r.cstr()?;
-                let n = r.count16()?;
-                let mut param_types = Vec::with_capacity(n.min(r.remaining() / 4));
-                for _ in 0..n {
-                    param_types.push(r.i32()? as u32);
-                }
+                let param_types = r.list16(4, |r| Ok(r.i32()? as u32))?;
                 FrontendMessage::Parse {
                     name,
                     query,
@@ -144,13 +140,9 @@ impl FrontendMessage {
             b'B' => {
                 let portal = r.cstr()?;
                 let statement = r.cstr()?;
-                let param_formats = formats(&mut r)?;
-                let n = r.count16()?;
-                let mut params = Vec::with_capacity(n.min(r.remaining() / 4));
-                for _ in 0..n {
-                    params.push(r.value()?);
-                }
-                let result_formats = formats(&mut r)?;
+                let param_formats = r.list16(2, Reader::i16)?;
+                let params = r.list16(4, Reader::value)?;
+                let result_formats = r.list16(2, Reader::i16)?;
                 FrontendMessage::Bind {
                     portal,
                     statement,
@@ -178,12 +170,8 @@ impl FrontendMessage {
             b'f' => FrontendMessage::CopyFail(r.cstr()?),
             b'F' => {
                 let oid = r.i32()? as u32;
-                let arg_formats = formats(&mut r)?;
-                let n = r.count16()?;
-                let mut args = Vec::with_capacity(n.min(r.remaining() / 4));
-                for _ in 0..n {
-                    args.push(r.value()?);
-                }
+                let arg_formats = r.list16(2, Reader::i16)?;
+                let args = r.list16(4, Reader::value)?;
                 FrontendMessage::FunctionCall {
                     oid,
                     arg_formats,
@@ -235,10 +223,7 @@ impl FrontendMessage {
             } => {
                 put_cstr(b, name);
                 put_cstr(b, query);
-                put_count16(b, param_types.len());
-                for t in param_types {
-                    b.put_u32(*t);
-                }
+                put_list16(b, param_types, |b, t| b.put_u32(*t));
             }
             FrontendMessage::Bind {
                 portal,
@@ -249,12 +234,9 @@ impl FrontendMessage {
             } => {
                 put_cstr(b, portal);
                 put_cstr(b, statement);
-                put_formats(b, param_formats);
-                put_count16(b, params.len());
-                for p in params {
-                    put_value(b, p.as_deref());
-                }
-                put_formats(b, result_formats);
+                put_list16(b, param_formats, |b, x| b.put_i16(*x));
+                put_list16(b, params, |b, p| put_value(b, p.as_deref()));
+                put_list16(b, result_formats, |b, x| b.put_i16(*x));
             }
             FrontendMessage::Describe { target, name }
             | FrontendMessage::Close { target, name } => {
@@ -280,11 +262,8 @@ impl FrontendMessage {
                 result_format,
             } => {
                 b.put_u32(*oid);
-                put_formats(b, arg_formats);
-                put_count16(b, args.len());
-                for a in args {
-                    put_value(b, a.as_deref());
-                }
+                put_list16(b, arg_formats, |b, x| b.put_i16(*x));
+                put_list16(b, args, |b, a| put_value(b, a.as_deref()));
                 b.put_i16(*result_format);
             }
         });
@@ -326,22 +305,6 @@ pub fn name(tag: u8) -> &'static str {
         b'X' => "Terminate",
         b'p' => "authentication response",
         _ => "frontend message",
-    }
-}
-
-fn formats(r: &mut Reader) -> Result<Vec<i16>, CodecError> {
-    let n = r.count16()?;
-    let mut v = Vec::with_capacity(n.min(r.remaining() / 2));
-    for _ in 0..n {
-        v.push(r.i16()?);
-    }
-    Ok(v)
-}
-
-fn put_formats(b: &mut BytesMut, f: &[i16]) {
-    put_count16(b, f.len());
-    for x in f {
-        b.put_i16(*x);
     }
 }
 

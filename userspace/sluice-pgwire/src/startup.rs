@@ -3,7 +3,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::{
     CodecError, Frame,
-    wire::{Reader, put_cstr},
+    wire::{Reader, put_cstr, put_length_prefixed},
 };
 
 /// Protocol 3.0.
@@ -76,9 +76,7 @@ impl StartupRequest {
 
     /// Encode with its length prefix.
     pub fn encode(&self, dst: &mut BytesMut) {
-        let at = dst.len();
-        dst.put_i32(0);
-        match self {
+        put_length_prefixed(dst, |dst| match self {
             StartupRequest::Startup { version, params } => {
                 dst.put_i32(*version);
                 for (k, v) in params {
@@ -94,9 +92,7 @@ impl StartupRequest {
                 dst.put_i32(*pid);
                 dst.put_i32(*key);
             }
-        }
-        let len = (dst.len() - at) as i32;
-        dst[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        });
     }
 
     /// A startup parameter by name.

@@ -52,6 +52,22 @@ impl Reader {
             .map_err(|_| CodecError::malformed(self.what, format!("negative count {n}")))
     }
 
+    /// An Int16 count, then that many items read by `item`. `min_size` is
+    /// the smallest encoding of one item: capacity is never reserved beyond
+    /// what the remaining bytes could hold, whatever count a peer claims.
+    pub fn list16<T>(
+        &mut self,
+        min_size: usize,
+        mut item: impl FnMut(&mut Reader) -> Result<T, CodecError>,
+    ) -> Result<Vec<T>, CodecError> {
+        let n = self.count16()?;
+        let mut out = Vec::with_capacity(n.min(self.remaining() / min_size.max(1)));
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
     /// A NUL-terminated UTF-8 string.
     pub fn cstr(&mut self) -> Result<String, CodecError> {
         let Some(end) = self.buf.iter().position(|&b| b == 0) else {
@@ -130,12 +146,25 @@ pub fn put_count16(dst: &mut BytesMut, n: usize) {
     dst.put_i16(n as i16);
 }
 
-/// Write a tagged message: `tag`, Int32 length, then what `body` writes.
-pub fn put_message(dst: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    dst.put_u8(tag);
+/// Write an Int16 count, then each item with `item`.
+pub fn put_list16<T>(dst: &mut BytesMut, items: &[T], mut item: impl FnMut(&mut BytesMut, &T)) {
+    put_count16(dst, items.len());
+    for x in items {
+        item(dst, x);
+    }
+}
+
+/// Write an Int32 length (counting itself) followed by what `body` writes.
+pub fn put_length_prefixed(dst: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
     let at = dst.len();
     dst.put_i32(0);
     body(dst);
     let len = (dst.len() - at) as i32;
     dst[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Write a tagged message: `tag`, Int32 length, then what `body` writes.
+pub fn put_message(dst: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    dst.put_u8(tag);
+    put_length_prefixed(dst, body);
 }
