@@ -12,6 +12,7 @@
 
 pub mod cancel;
 pub mod hooks;
+mod io;
 mod pipeline;
 mod startup;
 

@@ -29,14 +29,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sluice_pgwire::{BackendMessage, Frame, FrameReader, FrontendMessage, frontend::Target};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
     sync::Notify,
 };
 
-use crate::{Decision, PgError, SessionConfig, Statement, Summary};
+use crate::{
+    Decision, PgError, SessionConfig, Statement, Summary,
+    io::{Conn, ReadHalf, WriteHalf},
+};
 
 /// Every poison statement starts with this, then the session's nonce and
 /// the refusal's sequence number. Not valid SQL: the server's parser fails
@@ -56,8 +55,8 @@ struct Shared {
 }
 
 pub(crate) async fn run(
-    client: TcpStream,
-    upstream: TcpStream,
+    client: Conn,
+    upstream: Conn,
     cbuf: BytesMut,
     ubuf: BytesMut,
     config: &SessionConfig,
@@ -70,8 +69,8 @@ pub(crate) async fn run(
         wake: Notify::new(),
         terminated: AtomicBool::new(false),
     });
-    let (cr, cw) = client.into_split();
-    let (ur, uw) = upstream.into_split();
+    let (cr, cw) = client.split();
+    let (ur, uw) = upstream.split();
     let reader = FrameReader::new(config.max_message);
     let mut front = Frontend {
         config,
@@ -113,8 +112,8 @@ struct Frontend<'a> {
 impl Frontend<'_> {
     async fn run(
         &mut self,
-        mut cr: OwnedReadHalf,
-        mut uw: OwnedWriteHalf,
+        mut cr: ReadHalf,
+        mut uw: WriteHalf,
         mut buf: BytesMut,
         reader: FrameReader,
     ) -> Result<(), PgError> {
@@ -133,20 +132,14 @@ impl Frontend<'_> {
                 if terminate {
                     self.shared.terminated.store(true, Ordering::Release);
                     self.counts.bytes += out.len() as u64;
-                    uw.write_all(&out).await.map_err(|source| PgError::Io {
-                        leg: "upstream",
-                        source,
-                    })?;
+                    send(&mut uw, &out, "upstream").await?;
                     let _ = uw.shutdown().await;
                     return Ok(());
                 }
             }
             if !out.is_empty() {
                 self.counts.bytes += out.len() as u64;
-                uw.write_all(&out).await.map_err(|source| PgError::Io {
-                    leg: "upstream",
-                    source,
-                })?;
+                send(&mut uw, &out, "upstream").await?;
                 out.clear();
             }
             if buf.capacity() - buf.len() < 4096 {
@@ -169,11 +162,11 @@ impl Frontend<'_> {
     /// tell the client, and end the session.
     async fn fatal(
         &self,
-        uw: &mut OwnedWriteHalf,
+        uw: &mut WriteHalf,
         pending: &BytesMut,
         source: sluice_pgwire::CodecError,
     ) -> PgError {
-        let _ = uw.write_all(pending).await;
+        let _ = send(uw, pending, "upstream").await;
         let _ = uw.shutdown().await;
         let message =
             format!("sluice: invalid message from the client ({source}); closing the session");
@@ -319,8 +312,8 @@ impl Frontend<'_> {
 /// client straight from the read buffer. Only an ErrorResponse that answers
 /// a poison statement is replaced.
 async fn backend(
-    mut ur: OwnedReadHalf,
-    mut cw: OwnedWriteHalf,
+    mut ur: ReadHalf,
+    mut cw: WriteHalf,
     mut buf: BytesMut,
     reader: FrameReader,
     shared: &Shared,
@@ -336,7 +329,7 @@ async fn backend(
             let mut out = BytesMut::new();
             msg.encode(&mut out);
             let _ = cw.write_all(&buf).await; // what the database already said
-            let _ = cw.write_all(&out).await;
+            let _ = send(&mut cw, &out, "client").await;
             break Ok(());
         }
         let mut pos = 0;
@@ -360,10 +353,10 @@ async fn backend(
                 refusal.encode(&mut replacement);
                 for piece in [&buf[written..pos], &replacement[..]] {
                     sent += piece.len() as u64;
-                    if let Err(source) = cw.write_all(piece).await {
+                    if let Err(e) = cw.write_all(piece).await {
                         break 'session Err(PgError::Io {
                             leg: "client",
-                            source,
+                            source: e,
                         });
                     }
                 }
@@ -383,6 +376,12 @@ async fn backend(
                     source,
                 });
             }
+        }
+        if let Err(source) = cw.flush().await {
+            break Err(PgError::Io {
+                leg: "client",
+                source,
+            });
         }
         bytes::Buf::advance(&mut buf, pos);
         if reader.peek_tagged(&buf).ok().flatten().is_some() {
@@ -459,7 +458,7 @@ fn put_frame(out: &mut BytesMut, frame: &Frame) {
 }
 
 /// The database closed the connection under a live session: say so.
-async fn lost_database(cw: &mut OwnedWriteHalf) {
+async fn lost_database(cw: &mut WriteHalf) {
     let mut out = BytesMut::new();
     BackendMessage::ErrorResponse(vec![
         (b'S', "FATAL".into()),
@@ -468,7 +467,20 @@ async fn lost_database(cw: &mut OwnedWriteHalf) {
         (b'M', "sluice: the database closed the connection".into()),
     ])
     .encode(&mut out);
-    let _ = cw.write_all(&out).await;
+    let _ = send(cw, &out, "client").await;
+}
+
+/// Write and flush (a TLS leg holds written bytes until flushed).
+pub(crate) async fn send(
+    w: &mut WriteHalf,
+    bytes: &[u8],
+    leg: &'static str,
+) -> Result<(), PgError> {
+    let written = match w.write_all(bytes).await {
+        Ok(()) => w.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|source| PgError::Io { leg, source })
 }
 
 #[cfg(test)]

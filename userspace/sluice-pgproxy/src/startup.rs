@@ -14,11 +14,11 @@ use sluice_pgwire::{
     backend::Authentication, startup::PROTOCOL_3_0,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
-use crate::{PgError, SessionConfig, Summary, cancel::RealBackend, pipeline};
+use crate::{PgError, SessionConfig, Summary, cancel::RealBackend, io::Conn, pipeline};
 
 /// SSL/GSS probes a client may send before its StartupMessage.
 const MAX_PROBES: usize = 3;
@@ -200,8 +200,15 @@ where
                 return Ok(summary);
             }
             BackendMessage::ReadyForQuery(_) => {
-                let result =
-                    pipeline::run(client, upstream, cbuf, ubuf, config, &mut summary).await;
+                let result = pipeline::run(
+                    Conn::Plain(client),
+                    Conn::Plain(upstream),
+                    cbuf,
+                    ubuf,
+                    config,
+                    &mut summary,
+                )
+                .await;
                 if let Some(s) = synthetic {
                     config.cancels.unregister(s);
                 }
@@ -250,7 +257,7 @@ where
 
 /// Read until one frame is complete; None on a clean EOF before any byte of it.
 pub(crate) async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     reader: &FrameReader,
     tagged: bool,
@@ -287,15 +294,20 @@ pub(crate) async fn read_frame(
     }
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8], leg: &'static str) -> Result<(), PgError> {
-    stream
-        .write_all(bytes)
-        .await
-        .map_err(|source| PgError::Io { leg, source })
+async fn write(
+    stream: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    leg: &'static str,
+) -> Result<(), PgError> {
+    let written = match stream.write_all(bytes).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|source| PgError::Io { leg, source })
 }
 
 /// Best effort: tell the client why, then the caller closes.
-async fn refuse(client: &mut TcpStream, sqlstate: &str, message: &str) {
+async fn refuse(client: &mut (impl AsyncWrite + Unpin), sqlstate: &str, message: &str) {
     let mut out = BytesMut::new();
     BackendMessage::ErrorResponse(vec![
         (b'S', "FATAL".into()),
@@ -304,5 +316,5 @@ async fn refuse(client: &mut TcpStream, sqlstate: &str, message: &str) {
         (b'M', message.into()),
     ])
     .encode(&mut out);
-    let _ = client.write_all(&out).await;
+    let _ = write(client, &out, "client").await;
 }
