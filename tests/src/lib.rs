@@ -17,6 +17,7 @@ pub mod demo;
 pub mod labctl;
 pub mod netns;
 pub mod packets;
+pub mod pki;
 pub mod postgres;
 pub mod scenario;
 pub mod topology;

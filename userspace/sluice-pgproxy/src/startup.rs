@@ -286,6 +286,8 @@ where
     // is a handful of round trips, then a burst of ParameterStatus.
     let relay_auth = credential.is_none();
     let mut synthetic = None;
+    // The database offered SCRAM-SHA-256-PLUS (it can bind to its TLS link).
+    let mut offered_plus = false;
     for _ in 0..256 {
         let Some(frame) = read_frame(&mut upstream, &mut ubuf, &reader, true, "upstream").await?
         else {
@@ -319,6 +321,7 @@ where
                 });
             }
             BackendMessage::Authentication(Authentication::Sasl(mechs)) => {
+                offered_plus = mechs.iter().any(|m| m.ends_with("-PLUS"));
                 let mechs: Vec<String> = mechs
                     .iter()
                     .filter(|m| !m.ends_with("-PLUS"))
@@ -350,6 +353,9 @@ where
                             tag: frame.tag as char,
                         },
                     });
+                }
+                if offered_plus && wants_channel_binding(&frame.body) {
+                    return Err(refused(&mut client, "28000", CHANNEL_BINDING.into()).await);
                 }
                 let mut out = BytesMut::new();
                 FrontendMessage::AuthResponse(frame.body).encode(&mut out);
@@ -446,6 +452,20 @@ async fn upstream_tls(mut tcp: TcpStream, tls: &UpstreamTls, ip: IpAddr) -> Resu
             other as char
         )),
     }
+}
+
+/// Why a channel-binding client cannot log in through sluice in passthrough.
+const CHANNEL_BINDING: &str = "sluice: SCRAM channel binding cannot cross sluice's TLS termination \
+     (the database binds to its TLS link with sluice, the client to its link with sluice). \
+     Connect with channel_binding=disable, or have the operator set auth = \"inject\" for this target";
+
+/// A SASLInitialResponse whose GS2 flag says "I support channel binding
+/// and think the server does not" (`y`): a database that does support it
+/// refuses that as a downgrade, so sluice says why first.
+fn wants_channel_binding(body: &bytes::Bytes) -> bool {
+    FrontendMessage::sasl_initial(body).is_ok_and(|s| {
+        s.mechanism == "SCRAM-SHA-256" && s.data.is_some_and(|d| d.first() == Some(&b'y'))
+    })
 }
 
 fn needs_response(a: &Authentication) -> bool {
