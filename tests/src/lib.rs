@@ -19,6 +19,7 @@ pub mod netns;
 pub mod packets;
 pub mod pki;
 pub mod postgres;
+pub mod python;
 pub mod scenario;
 pub mod topology;
 
