@@ -320,6 +320,17 @@ mod tests {
         }
     }
 
+    /// The shipped secrets example matches the shipped gateway example.
+    #[test]
+    fn deploy_example_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+        let config = Config::load(&dir.join("gateway.toml")).unwrap();
+        let text = std::fs::read_to_string(dir.join("secrets.toml.example")).unwrap();
+        let s = Secrets::parse(&text, Path::new("secrets.toml.example"), &config)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.credentials.len(), 2);
+    }
+
     #[test]
     fn a_token_needs_tls() {
         let hash = "ab".repeat(32);
