@@ -825,7 +825,6 @@ fn a_newer_client_gets_negotiate_protocol_version_then_a_normal_session() {
 }
 
 #[test]
-#[ignore = "engine bug: sluice's NegotiateProtocolVersion carries 0 where PostgreSQL sends its newest full version (196608 = 3.0); libpq 18 with max_protocol_version=3.2 then fails with `server requested downgrade to pre-3.0 protocol version`"]
 fn negotiate_protocol_version_matches_postgresql_and_libpq_18_accepts_it() {
     if !require_privileged("negotiate_protocol_version_libpq18") {
         return;

@@ -170,4 +170,6 @@ pub struct Summary {
     pub bytes_down: u64,
     /// The session was a cancel request, routed to this backend.
     pub cancel_routed: bool,
+    /// The client's connection broke mid-session (the socket error).
+    pub client_lost: Option<String>,
 }

@@ -79,7 +79,18 @@ where
     if let Some(s) = ready.synthetic {
         config.cancels.unregister(s);
     }
-    result.map(|()| summary)
+    match result {
+        // A client that vanishes mid-session (killed, network loss) ends it
+        // as ordinarily as one that says Terminate; the summary still counts.
+        Err(PgError::Io {
+            leg: "client",
+            source,
+        }) => {
+            summary.client_lost = Some(source.to_string());
+            Ok(summary)
+        }
+        other => other.map(|()| summary),
+    }
 }
 
 /// A session past startup, ready for queries.
@@ -175,7 +186,7 @@ where
     if version != PROTOCOL_3_0 || !declined.is_empty() {
         let mut n = BytesMut::new();
         BackendMessage::NegotiateProtocolVersion {
-            newest_minor: 0,
+            newest_version: PROTOCOL_3_0,
             unrecognized: declined.into_iter().map(|(k, _)| k).collect(),
         }
         .encode(&mut n);

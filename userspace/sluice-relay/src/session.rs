@@ -89,6 +89,7 @@ async fn relay_one(
                     statements_allowed = s.statements_allowed,
                     statements_denied = s.statements_denied,
                     cancel = s.cancel_routed,
+                    client_lost = s.client_lost.as_deref().unwrap_or(""),
                     "postgres session ended"
                 );
                 Ok((facts, dst, s.bytes_up, s.bytes_down))
