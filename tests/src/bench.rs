@@ -1,27 +1,330 @@
-//! `cargo xtask bench relay`: pgbench select-only through the sluice relay
-//! and directly, side by side in one run on one lab.
+//! `cargo xtask bench relay`: pgbench select-only through sluice (PostgreSQL
+//! engine, statement policy active), directly, and through pgbouncer, side
+//! by side in one run on one lab; writes `bench/results/relay.{json,md}`.
 //!
 //! All routes cross the same gateway namespace: "direct" dials a second,
 //! unprotected address of the database host (plain forwarding); "pgbouncer"
 //! dials Debian's pgbouncer (session mode, no inspection) on the gateway,
 //! which dials that same unprotected address; "sluice" dials the protected
 //! address (tc steering + proxy). Release binaries.
-use std::{fmt::Write as _, fs, path::PathBuf, time::Duration};
+//!
+//! sluice runs with a `[policy] deny_patterns` list that never matches
+//! pgbench's statements, so every statement is decoded and passes the regex
+//! set: the per-statement hook cost is in the numbers. The sum of
+//! `statements_allowed` over the sessions a run closed is checked against
+//! pgbench's transaction count.
+//!
+//! Latency: every measured run logs each transaction (`pgbench --log`; the
+//! third field is its time in µs), so TPS and p50/p99 come from the same run
+//! and every route pays the logging cost alike. One extra unlogged direct run
+//! at 8 clients shows what that cost is.
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 
-use crate::{postgres, scenario};
+use crate::{pki, postgres, scenario};
+
+/// Realistic guard rails, none of which matches pgbench's statements
+/// (`SELECT abalance FROM pgbench_accounts WHERE aid = …`, the scale probe
+/// `select count(*) from pgbench_branches`).
+const DENY_PATTERNS: &[&str] = &[
+    r"(?i)\bdrop\s+(table|database|schema)\b",
+    r"(?i)^\s*truncate\b",
+    r"(?i)^\s*delete\s+from\s+\w+\s*;?\s*$",
+    r"(?i)\bpg_read_file\b",
+    r"(?i)\bcopy\b.*\bto\s+program\b",
+];
+
+/// Client count at which the issue's throughput targets are judged.
+const TARGET_CLIENTS: u32 = 8;
+/// Client count at which added per-query latency is judged: one client
+/// isolates the proxy's cost from CPU queueing on a small machine.
+const LATENCY_CLIENTS: u32 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    Pgbouncer,
+    Sluice,
+    /// sluice with TLS on the client leg (the database leg stays plain).
+    SluiceTls,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Pgbouncer => "pgbouncer",
+            Route::Sluice => "sluice",
+            Route::SluiceTls => "sluice-tls",
+        }
+    }
+}
+
+/// One pgbench workload at one client count.
+#[derive(Clone, Copy)]
+struct Case {
+    /// `-M prepared` rather than the simple protocol.
+    prepared: bool,
+    /// `-C`: a new connection per transaction.
+    connect_per_tx: bool,
+    clients: u32,
+}
+
+impl Case {
+    fn select(clients: u32) -> Case {
+        Case {
+            prepared: false,
+            connect_per_tx: false,
+            clients,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match (self.prepared, self.connect_per_tx) {
+            (false, false) => "select-only (-S)",
+            (true, false) => "select-only, prepared (-S -M prepared)",
+            (_, true) => "select-only, new connection per tx (-S -C)",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match (self.prepared, self.connect_per_tx) {
+            (false, false) => "select-only",
+            (true, false) => "prepared",
+            (_, true) => "connect/tx",
+        }
+    }
+}
 
 struct Sample {
-    route: &'static str,
-    clients: u32,
-    connect_per_tx: bool,
+    case: Case,
+    route: Route,
     tps: f64,
-    latency_ms: f64,
+    latency_avg_ms: f64,
+    /// Transactions in the per-transaction log (the percentiles' population).
+    logged_tx: usize,
+    p50_us: f64,
+    p99_us: f64,
+    /// sluice routes: policy decisions (`statements_allowed`) the run's
+    /// sessions reported.
+    decisions: Option<u64>,
+}
+
+/// The lab, the addresses of each route, and where pgbench logs go.
+struct Bench<'a> {
+    r: &'a scenario::GatewayRun,
+    duration: u32,
+    direct_ip: String,
+    bouncer_ip: String,
+    ca_cert: PathBuf,
+    logs: PathBuf,
+    runs: usize,
+    total: usize,
+}
+
+/// What one pgbench invocation printed and logged.
+struct Outcome {
+    tps: f64,
+    latency_avg_ms: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Bench<'_> {
+    fn endpoint(&self, route: Route) -> (&str, u16) {
+        match route {
+            Route::Direct => (&self.direct_ip, 5432),
+            Route::Pgbouncer => (&self.bouncer_ip, PGBOUNCER_PORT),
+            Route::Sluice | Route::SluiceTls => (&self.r.lab.db_ip, 5432),
+        }
+    }
+
+    /// Run pgbench once; `log` turns on per-transaction logging.
+    fn pgbench(
+        &self,
+        case: Case,
+        route: Route,
+        seconds: u32,
+        log: bool,
+    ) -> anyhow::Result<Outcome> {
+        let (host, port) = self.endpoint(route);
+        let dir = self.logs.join("run");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let prefix = format!("--log-prefix={}", dir.join("tx").display());
+        let sslmode = if route == Route::SluiceTls {
+            "PGSSLMODE=require"
+        } else {
+            "PGSSLMODE=disable"
+        };
+        let root = format!("PGSSLROOTCERT={}", self.ca_cert.display());
+        let (port_s, c_s, t_s, j_s) = (
+            port.to_string(),
+            case.clients.to_string(),
+            seconds.to_string(),
+            case.clients.min(4).to_string(),
+        );
+        let mut argv = vec![
+            "env",
+            "PGPASSWORD=agent-secret",
+            sslmode,
+            &root,
+            "pgbench",
+            "-n",
+            "-S",
+            "-h",
+            host,
+            "-p",
+            &port_s,
+            "-U",
+            postgres::USER,
+            "-T",
+            &t_s,
+            "-c",
+            &c_s,
+            "-j",
+            &j_s,
+        ];
+        if case.prepared {
+            argv.extend(["-M", "prepared"]);
+        }
+        if case.connect_per_tx {
+            argv.push("-C");
+        }
+        if log {
+            argv.extend(["--log", &prefix]);
+        }
+        argv.push("postgres");
+        let out = self
+            .r
+            .lab
+            .agent
+            .try_run(&argv, Duration::from_secs(u64::from(seconds) + 60));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "pgbench via {} failed ({}): {}{}",
+                route.name(),
+                out.status,
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let latencies_us = if log { read_tx_log(&dir)? } else { Vec::new() };
+        let _ = fs::remove_dir_all(&dir);
+        Ok(Outcome {
+            tps: field("tps = ").unwrap_or(0.0),
+            latency_avg_ms: field("latency average = ").unwrap_or(0.0),
+            latencies_us,
+        })
+    }
+
+    /// One reported measurement, with a progress line.
+    fn measure(&mut self, case: Case, route: Route) -> anyhow::Result<Sample> {
+        self.runs += 1;
+        eprint!(
+            "  [{:>2}/{}] {:<10} {:<12} {:>3} clients, {} s … ",
+            self.runs,
+            self.total,
+            route.name(),
+            case.short(),
+            case.clients,
+            self.duration
+        );
+        let log_mark = self.r.daemon.log_text().len();
+        let out = self.pgbench(case, route, self.duration, true)?;
+        let mut lat = out.latencies_us;
+        lat.sort_unstable();
+        let decisions = match route {
+            Route::Sluice | Route::SluiceTls => Some(self.decisions_since(log_mark, case)?),
+            Route::Direct | Route::Pgbouncer => None,
+        };
+        let sample = Sample {
+            case,
+            route,
+            tps: out.tps,
+            latency_avg_ms: out.latency_avg_ms,
+            logged_tx: lat.len(),
+            p50_us: percentile(&lat, 0.50),
+            p99_us: percentile(&lat, 0.99),
+            decisions,
+        };
+        eprint!(
+            "{:>8.0} tps  p50 {:>6.0} µs  p99 {:>6.0} µs",
+            sample.tps, sample.p50_us, sample.p99_us
+        );
+        match decisions {
+            Some(d) => eprintln!("  policy decisions {d} ({:.3}/tx)", per_tx(d, lat.len())),
+            None => eprintln!(),
+        }
+        Ok(sample)
+    }
+
+    /// Sum of `statements_allowed` over the sessions closed since byte
+    /// `mark` of the daemon's log; waits for the run's sessions to close.
+    /// Any denial means a pattern matched pgbench and the run is invalid.
+    fn decisions_since(&self, mark: usize, case: Case) -> anyhow::Result<u64> {
+        let tally = || {
+            let text = self.r.daemon.log_text();
+            let new = text.get(mark..).unwrap_or("");
+            let (mut sessions, mut allowed, mut denied) = (0u32, 0u64, 0u64);
+            for line in new.lines().filter(|l| l.contains("postgres session ended")) {
+                sessions += 1;
+                allowed += log_field(line, "statements_allowed=");
+                denied += log_field(line, "statements_denied=");
+            }
+            (sessions, allowed, denied)
+        };
+        // Sessions log as they close, just after pgbench exits: wait until
+        // all clients have and the tally stops moving.
+        let mut last = tally();
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = tally();
+            if now == last && now.0 >= case.clients {
+                break;
+            }
+            last = now;
+        }
+        let (_, allowed, denied) = last;
+        if denied > 0 {
+            bail!(
+                "sluice denied {denied} statements: a deny pattern matches pgbench, so the run does not measure an allow-all policy"
+            );
+        }
+        Ok(allowed)
+    }
 }
 
 pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
-    let r = scenario::start("bench", 30, "");
+    let load_start = loadavg();
+    let mut ca_cert = PathBuf::new();
+    let r = scenario::start_custom("bench", 30, |p| {
+        let ca = pki::Ca::new(&p.scratch.path("pki"), "bench");
+        let leaf = ca.issue("sluice", &[&p.lab.db_ip, &p.lab.db_ip6]);
+        ca_cert = ca.cert.clone();
+        let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| format!("'{p}'")).collect();
+        scenario::Custom {
+            sections: format!(
+                "[policy]\ndeny_patterns = [{}]\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                patterns.join(", "),
+                leaf.cert.display(),
+                leaf.key.display()
+            ),
+            ..scenario::Custom::default()
+        }
+    });
     let direct_ip = format!("{}.3", r.lab.db_ip.rsplit_once('.').unwrap().0);
     r.lab.db.run(&[
         "ip",
@@ -58,126 +361,312 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
     ));
 
     let _bouncer = Pgbouncer::start(&r, &direct_ip)?;
-    let bouncer_host = r.lab.gw_agent_ip.clone();
 
-    let mut samples = Vec::new();
-    let run = |host: &str, port: u16, c: u32, connect: bool| -> anyhow::Result<(f64, f64)> {
-        let port_s = port.to_string();
-        let (c_s, d_s, j_s) = (c.to_string(), duration.to_string(), c.min(4).to_string());
-        let mut argv = vec![
-            "env",
-            "PGPASSWORD=agent-secret",
-            "pgbench",
-            "-n",
-            "-S",
-            "-h",
-            host,
-            "-p",
-            &port_s,
-            "-U",
-            postgres::USER,
-            "-T",
-            &d_s,
-            "-c",
-            &c_s,
-            "-j",
-            &j_s,
-        ];
-        if connect {
-            argv.push("-C");
-        }
-        argv.push("postgres");
-        let out = r
-            .lab
-            .agent
-            .try_run(&argv, Duration::from_secs(u64::from(duration) + 60));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            bail!(
-                "pgbench against {host} failed ({}): {}{}",
-                out.status,
-                text,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let field = |prefix: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        Ok((
-            field("tps = ").unwrap_or(0.0),
-            field("latency average = ").unwrap_or(0.0),
-        ))
+    // Direct, pgbouncer and sluice side by side, each case's routes back to
+    // back so they see the same machine load.
+    let mut cases: Vec<Case> = clients.iter().map(|&c| Case::select(c)).collect();
+    cases.push(Case {
+        prepared: true,
+        ..Case::select(TARGET_CLIENTS)
+    });
+    cases.push(Case {
+        connect_per_tx: true,
+        ..Case::select(4)
+    });
+    // The TLS client leg against plain sluice.
+    let tls_cases: Vec<Case> = [LATENCY_CLIENTS, TARGET_CLIENTS]
+        .into_iter()
+        .map(Case::select)
+        .collect();
+    let mut b = Bench {
+        r: &r,
+        duration,
+        direct_ip,
+        bouncer_ip: r.lab.gw_agent_ip.clone(),
+        ca_cert,
+        logs: r.scratch.path("pgbench-logs"),
+        runs: 0,
+        total: cases.len() * 3 + tls_cases.len() * 2,
     };
-    let mut cases: Vec<(u32, bool)> = clients.iter().map(|&c| (c, false)).collect();
-    cases.push((4, true));
-    for (c, connect) in cases {
-        for (route, host, port) in [
-            ("direct", direct_ip.as_str(), 5432),
-            ("pgbouncer", bouncer_host.as_str(), PGBOUNCER_PORT),
-            ("sluice", r.lab.db_ip.as_str(), 5432),
-        ] {
-            let label = if connect { "connect/tx" } else { "select-only" };
-            eprint!("  {route:<9} {label:<11} {c:>3} clients … ");
-            let (tps, latency_ms) = run(host, port, c, connect)?;
-            eprintln!("{tps:>10.0} tps  {latency_ms:.3} ms");
-            samples.push(Sample {
-                route,
-                clients: c,
-                connect_per_tx: connect,
-                tps,
-                latency_ms,
-            });
+    let secs = (b.total + 1) * duration as usize;
+    println!(
+        "{} measured runs of {duration} s plus one unlogged calibration run: about {} min",
+        b.total,
+        secs.div_ceil(60) + 1
+    );
+
+    eprintln!("  warming up (3 s per route, not reported) …");
+    for route in [Route::Direct, Route::Pgbouncer, Route::Sluice] {
+        b.pgbench(Case::select(TARGET_CLIENTS), route, 3, false)?;
+    }
+
+    let mut main = Vec::new();
+    let mut unlogged = None;
+    for &case in &cases {
+        if case.clients == TARGET_CLIENTS && !case.prepared && !case.connect_per_tx {
+            // What logging costs, right before its logged twin.
+            eprint!("  [calibration] direct, {TARGET_CLIENTS} clients, no per-transaction log … ");
+            let tps = b.pgbench(case, Route::Direct, duration, false)?.tps;
+            eprintln!("{tps:.0} tps");
+            unlogged = Some(tps);
+        }
+        for route in [Route::Direct, Route::Pgbouncer, Route::Sluice] {
+            main.push(b.measure(case, route)?);
+        }
+    }
+    let mut tls = Vec::new();
+    for &case in &tls_cases {
+        for route in [Route::Sluice, Route::SluiceTls] {
+            tls.push(b.measure(case, route)?);
         }
     }
     drop(r);
-    report(&samples, duration)
+    let meta = Meta {
+        duration,
+        unlogged_direct_tps: unlogged,
+        load_start,
+        load_end: loadavg(),
+    };
+    report(&meta, &main, &tls)
 }
 
-fn report(samples: &[Sample], duration: u32) -> anyhow::Result<()> {
+struct Meta {
+    duration: u32,
+    /// Direct at [`TARGET_CLIENTS`] without `--log`: the logging cost.
+    unlogged_direct_tps: Option<f64>,
+    load_start: String,
+    load_end: String,
+}
+
+/// One of issue 3's targets, judged on this run.
+struct Target {
+    name: &'static str,
+    measured: Option<f64>,
+    unit: &'static str,
+    threshold: f64,
+    /// true: measured must be at least the threshold; false: below it.
+    at_least: bool,
+}
+
+impl Target {
+    fn met(&self) -> Option<bool> {
+        self.measured.map(|m| {
+            if self.at_least {
+                m >= self.threshold
+            } else {
+                m < self.threshold
+            }
+        })
+    }
+}
+
+fn find(samples: &[Sample], case: impl Fn(Case) -> bool, route: Route) -> Option<&Sample> {
+    samples.iter().find(|s| case(s.case) && s.route == route)
+}
+
+fn targets(main: &[Sample]) -> Vec<Target> {
+    let at = |clients: u32| move |c: Case| !c.prepared && !c.connect_per_tx && c.clients == clients;
+    let tps = |clients: u32, route| find(main, at(clients), route).map(|s| s.tps);
+    let p50 = |clients: u32, route| find(main, at(clients), route).map(|s| s.p50_us);
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let added = |clients: u32| {
+        p50(clients, Route::Sluice)
+            .zip(p50(clients, Route::Direct))
+            .map(|(s, d)| s - d)
+    };
+    vec![
+        Target {
+            name: "sluice TPS ≥ 0.85× direct, select-only, 8 clients",
+            measured: ratio(
+                tps(TARGET_CLIENTS, Route::Sluice),
+                tps(TARGET_CLIENTS, Route::Direct),
+            ),
+            unit: "×",
+            threshold: 0.85,
+            at_least: true,
+        },
+        Target {
+            name: "sluice TPS ≥ pgbouncer TPS, select-only, 8 clients",
+            measured: ratio(
+                tps(TARGET_CLIENTS, Route::Sluice),
+                tps(TARGET_CLIENTS, Route::Pgbouncer),
+            ),
+            unit: "×",
+            threshold: 1.0,
+            at_least: true,
+        },
+        Target {
+            name: "added p50 latency < 50 µs (sluice − direct), select-only, 1 client",
+            measured: added(LATENCY_CLIENTS),
+            unit: " µs",
+            threshold: 50.0,
+            at_least: false,
+        },
+    ]
+}
+
+fn report(meta: &Meta, main: &[Sample], tls: &[Sample]) -> anyhow::Result<()> {
+    let targets = targets(main);
+    let logged_direct = find(
+        main,
+        |c| !c.prepared && !c.connect_per_tx && c.clients == TARGET_CLIENTS,
+        Route::Direct,
+    )
+    .map(|s| s.tps);
+    let (decisions, sluice_tx) = main
+        .iter()
+        .chain(tls)
+        .filter_map(|s| s.decisions.map(|d| (d, s.logged_tx)))
+        .fold((0, 0), |(d, t), (sd, st)| (d + sd, t + st));
+
     let mut md = String::new();
-    let mut json = String::from("[\n");
     writeln!(
         md,
-        "| workload | clients | direct tps | pgbouncer tps | sluice tps | sluice/direct | sluice/pgbouncer | direct lat ms | sluice lat ms | added ms |"
+        "# Relay benchmark: pgbench through sluice, direct and pgbouncer\n"
+    )?;
+    writeln!(
+        md,
+        "`cargo xtask bench relay --duration {}`, commit {}, {}, {} CPUs; load average {} at the start, {} at the end \
+         (other jobs share this machine: compare routes within one run, not runs with each other).\n",
+        meta.duration,
+        command_line(&["git", "describe", "--always", "--dirty", "--abbrev=7"]),
+        command_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        meta.load_start,
+        meta.load_end
+    )?;
+    writeln!(
+        md,
+        "- **Routes**, all through the same gateway namespace: *direct* is plain IP forwarding to the database; \
+         *pgbouncer* is Debian's pgbouncer in session mode (no inspection) on the gateway; *sluice* is tc steering \
+         plus sluice's PostgreSQL engine (release build)."
+    )?;
+    let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| format!("`{p}`")).collect();
+    writeln!(
+        md,
+        "- **Hooks active**: sluice runs with `[policy] deny_patterns` = {}. None matches pgbench's statements, \
+         so every statement is decoded, run through the regex set and allowed. The sluice sessions reported \
+         {decisions} policy decisions for {sluice_tx} logged transactions ({:.3} per transaction); no statement was denied.",
+        patterns.join(", "),
+        per_tx(decisions, sluice_tx)
+    )?;
+    writeln!(
+        md,
+        "- **Latency**: every measured run logs each transaction (`pgbench --log`, time in µs); p50/p99 are over \
+         all of a run's transactions, and TPS comes from the same run, so every route pays the logging cost alike. \
+         Its cost, measured back to back: direct at {TARGET_CLIENTS} clients did {} TPS unlogged, {} logged. \
+         *added p50* = sluice p50 − direct p50.",
+        meta.unlogged_direct_tps
+            .map_or("—".into(), |t| format!("{t:.0}")),
+        logged_direct.map_or("—".into(), |t| format!("{t:.0}")),
+    )?;
+    writeln!(
+        md,
+        "- **TLS**: sluice has a `[tls]` section throughout; plain rows set `PGSSLMODE=disable` on every route, \
+         the TLS rows `PGSSLMODE=require` (client leg only; sluice to the database stays plain, and the database \
+         has no TLS, so TLS is compared with plain sluice, not with direct).\n"
+    )?;
+
+    writeln!(md, "## Targets (issue 3)\n")?;
+    writeln!(md, "| target | measured | met |\n|---|---:|---|")?;
+    for t in &targets {
+        let measured = t.measured.map_or("not measured".into(), |m| {
+            if t.unit == "×" {
+                format!("{m:.2}×")
+            } else {
+                format!("{m:.0}{}", t.unit)
+            }
+        });
+        let met = match t.met() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        writeln!(md, "| {} | {measured} | {met} |", t.name)?;
+    }
+
+    let added_8 = find(
+        main,
+        |c| !c.prepared && !c.connect_per_tx && c.clients == TARGET_CLIENTS,
+        Route::Sluice,
+    )
+    .zip(find(
+        main,
+        |c| !c.prepared && !c.connect_per_tx && c.clients == TARGET_CLIENTS,
+        Route::Direct,
+    ))
+    .map_or("—".into(), |(s, d)| {
+        format!("{:+.0} µs", s.p50_us - d.p50_us)
+    });
+    writeln!(
+        md,
+        "\nAdded latency is judged at {LATENCY_CLIENTS} client, where it is the per-query cost of the extra hop. With \
+         {TARGET_CLIENTS} clients on {} CPUs, p50 also holds CPU queueing between pgbench, PostgreSQL and the proxy \
+         (added p50 at {TARGET_CLIENTS} clients: {added_8}).",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+    )?;
+
+    writeln!(md, "\n## Direct, pgbouncer and sluice\n")?;
+    writeln!(
+        md,
+        "p50 and p99 in µs, per route: direct / pgbouncer / sluice.\n"
+    )?;
+    writeln!(
+        md,
+        "| workload | clients | direct tps | pgbouncer tps | sluice tps | sluice/direct | sluice/pgbouncer | p50 µs d / b / s | p99 µs d / b / s | added p50 µs |"
     )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    for triple in samples.chunks(3) {
-        let (d, b, s) = (&triple[0], &triple[1], &triple[2]);
-        let workload = if d.connect_per_tx {
-            "select-only, new connection per tx (-C)"
-        } else {
-            "select-only (-S)"
-        };
+    for row in main.chunks(3) {
+        let [d, b, s] = row else { continue };
         writeln!(
             md,
-            "| {workload} | {} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× | {:.3} | {:.3} | {:.3} |",
-            d.clients,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:+.0} |",
+            d.case.label(),
+            d.case.clients,
             d.tps,
             b.tps,
             s.tps,
             ratio(s.tps, d.tps),
             ratio(s.tps, b.tps),
-            d.latency_ms,
-            s.latency_ms,
-            s.latency_ms - d.latency_ms
+            d.p50_us,
+            b.p50_us,
+            s.p50_us,
+            d.p99_us,
+            b.p99_us,
+            s.p99_us,
+            s.p50_us - d.p50_us
         )?;
-        for x in [d, b, s] {
-            writeln!(
-                json,
-                "  {{\"route\": \"{}\", \"clients\": {}, \"connect_per_tx\": {}, \"tps\": {:.1}, \"latency_ms\": {:.4}, \"duration_s\": {duration}}},",
-                x.route, x.clients, x.connect_per_tx, x.tps, x.latency_ms
-            )?;
-        }
     }
-    if json.ends_with(",\n") {
-        json.truncate(json.len() - 2);
-        json.push('\n');
+    writeln!(
+        md,
+        "\nWith `-C` a transaction's time includes connecting (and, for SCRAM, authenticating) through the route.\n"
+    )?;
+
+    writeln!(md, "## TLS on the client leg: sluice plain vs sluice TLS\n")?;
+    writeln!(
+        md,
+        "| workload | clients | sluice plain tps | sluice TLS tps | TLS/plain | p50 µs plain / TLS | p99 µs plain / TLS | added p50 µs (TLS − plain) |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for row in tls.chunks(2) {
+        let [p, t] = row else { continue };
+        writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.0} / {:.0} | {:.0} / {:.0} | {:+.0} |",
+            p.case.label(),
+            p.case.clients,
+            p.tps,
+            t.tps,
+            ratio(t.tps, p.tps),
+            p.p50_us,
+            t.p50_us,
+            p.p99_us,
+            t.p99_us,
+            t.p50_us - p.p50_us
+        )?;
     }
-    json.push(']');
+
+    let json = json(meta, &targets, main, tls);
     println!("\n{md}");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&dir)?;
@@ -185,6 +674,157 @@ fn report(samples: &[Sample], duration: u32) -> anyhow::Result<()> {
     fs::write(dir.join("relay.md"), md)?;
     println!("written to bench/results/relay.json and relay.md");
     Ok(())
+}
+
+fn json(meta: &Meta, targets: &[Target], main: &[Sample], tls: &[Sample]) -> String {
+    let num = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.4}"));
+    let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| json_str(p)).collect();
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            format!(
+                "    {{\"target\": {}, \"measured\": {}, \"threshold\": {}, \"at_least\": {}, \"met\": {}}}",
+                json_str(t.name),
+                num(t.measured),
+                t.threshold,
+                t.at_least,
+                t.met().map_or("null".into(), |m| m.to_string())
+            )
+        })
+        .collect();
+    let samples: Vec<String> = main
+        .iter()
+        .map(|s| ("main", s))
+        .chain(tls.iter().map(|s| ("tls", s)))
+        .map(|(table, s)| {
+            format!(
+                "    {{\"table\": \"{table}\", \"route\": \"{}\", \"client_tls\": {}, \"clients\": {}, \"protocol\": \"{}\", \
+                 \"connect_per_tx\": {}, \"tps\": {:.1}, \"latency_avg_ms\": {:.4}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \
+                 \"logged_tx\": {}, \"policy_decisions\": {}}}",
+                s.route.name(),
+                s.route == Route::SluiceTls,
+                s.case.clients,
+                if s.case.prepared { "prepared" } else { "simple" },
+                s.case.connect_per_tx,
+                s.tps,
+                s.latency_avg_ms,
+                s.p50_us,
+                s.p99_us,
+                s.logged_tx,
+                s.decisions.map_or("null".into(), |d| d.to_string())
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"suite\": \"relay\",\n  \"duration_s\": {},\n  \"workload\": \"pgbench -S, scale 10\",\n  \
+         \"latency_source\": \"pgbench --log per-transaction times, every measured run\",\n  \
+         \"unlogged_direct_tps_{TARGET_CLIENTS}_clients\": {},\n  \"loadavg_start\": {},\n  \"loadavg_end\": {},\n  \
+         \"policy_deny_patterns\": [{}],\n  \"targets\": [\n{}\n  ],\n  \"samples\": [\n{}\n  ]\n}}\n",
+        meta.duration,
+        num(meta.unlogged_direct_tps),
+        json_str(&meta.load_start),
+        json_str(&meta.load_end),
+        patterns.join(", "),
+        targets.join(",\n"),
+        samples.join(",\n")
+    )
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Every transaction time (µs) in a run's pgbench logs: one file per
+/// worker thread, `client tx_no time script epoch us`; failed ones skipped.
+fn read_tx_log(dir: &Path) -> anyhow::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let text = fs::read_to_string(entry?.path())?;
+        out.extend(
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok()),
+        );
+    }
+    if out.is_empty() {
+        bail!("pgbench wrote no per-transaction log in {}", dir.display());
+    }
+    Ok(out)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let n = sorted.len();
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "p in 0..=1, n far below 2^52"
+    )]
+    let rank = (p * n as f64).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, n) - 1])
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn per_tx(decisions: u64, tx: usize) -> f64 {
+    if tx == 0 {
+        0.0
+    } else {
+        decisions as f64 / tx as f64
+    }
+}
+
+/// The number after `key` in a log line, 0 if absent.
+fn log_field(line: &str, key: &str) -> u64 {
+    line.split_once(key)
+        .map(|(_, v)| {
+            v.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// First line of a command's output, or "?" if it cannot run.
+fn command_line(argv: &[&str]) -> String {
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 const PGBOUNCER_PORT: u16 = 6432;
@@ -253,5 +893,28 @@ impl Drop for Pgbouncer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_field, percentile};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        for (p, want) in [(0.50, 50.0), (0.99, 99.0), (1.0, 100.0), (0.0, 1.0)] {
+            assert_eq!(percentile(&v, p), want, "p{p}");
+        }
+        assert_eq!(percentile(&[7], 0.5), 7.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn session_counts_from_the_log_line() {
+        let line = "INFO postgres session ended user=\"agent\" statements_allowed=1234 statements_denied=0 cancel=0";
+        assert_eq!(log_field(line, "statements_allowed="), 1234);
+        assert_eq!(log_field(line, "statements_denied="), 0);
+        assert_eq!(log_field(line, "missing="), 0);
     }
 }
