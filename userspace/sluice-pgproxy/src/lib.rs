@@ -6,7 +6,9 @@
 //! them; [`cancel`] maps the synthetic cancel keys sluice hands clients to
 //! real backends; `startup.rs` runs the startup and authentication exchange;
 //! `pipeline.rs` runs the two directions of a ready session, keeping
-//! injected responses (refusals) in protocol order with upstream's.
+//! injected responses (refusals) in protocol order with upstream's;
+//! `results.rs` works out, with no I/O, which columns each row holds, for
+//! the rewrite hook.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -14,12 +16,16 @@ pub mod cancel;
 pub mod hooks;
 mod io;
 mod pipeline;
+mod results;
 mod startup;
 
 use std::sync::Arc;
 
 pub use cancel::CancelRegistry;
-pub use hooks::{Decision, PatternPolicy, Policy, Statement};
+pub use hooks::{
+    Column, CopyFormat, Decision, Format, Notification, PatternPolicy, Policy, Rewrite,
+    RewriteOrDrop, Rewriter, Statement, Value,
+};
 use sluice_pgwire::CodecError;
 pub use startup::run as serve;
 
@@ -34,10 +40,11 @@ pub enum PgError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A peer sent bytes that are not PostgreSQL protocol 3.0.
+    /// A peer sent bytes that are not PostgreSQL protocol 3.0 (or a
+    /// rewrite hook produced a message that is not).
     #[error("{leg} sent an invalid message: {source}")]
     Protocol {
-        /// "client" or "upstream".
+        /// "client", "upstream", or "rewriter".
         leg: &'static str,
         /// What was wrong.
         source: CodecError,
