@@ -301,9 +301,15 @@ fn serve(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((client, _)) = accepted else { continue };
+                    // As sluice-relay does: both legs without Nagle.
+                    let _ = client.set_nodelay(true);
                     let config = config.clone();
                     tokio::spawn(async move {
-                        let dial = |addr| tokio::net::TcpStream::connect(addr);
+                        let dial = |addr| async move {
+                            let upstream = tokio::net::TcpStream::connect(addr).await?;
+                            upstream.set_nodelay(true)?;
+                            Ok(upstream)
+                        };
                         if let Err(e) = sluice_pgproxy::serve(client, database, &config, dial).await {
                             eprintln!("session ended: {e}");
                         }
