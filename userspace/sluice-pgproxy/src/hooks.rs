@@ -13,7 +13,9 @@
 //! what the engine knows about it: a row's [`Column`]s (name, source table
 //! and column, type, and the format the values are really in), a COPY's
 //! [`CopyFormat`]. A session without a rewriter forwards these frames
-//! without decoding them.
+//! without decoding them. FunctionCallResponse (the fast-path interface)
+//! does not pass the rewriter: it has no description, and a policy that
+//! cares refuses FunctionCall in [`Policy::decide`].
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -172,8 +174,9 @@ pub trait Rewriter: Send {
     /// A DataRow. `columns` describes it (same length as `values`), or is
     /// `None` when the engine cannot know what the row holds — e.g. the
     /// Execute of a portal whose statement was never described on this
-    /// session, or a statement prepared with SQL `PREPARE`, or after any
-    /// message the engine could not place. A masking rewriter must treat
+    /// session (neither Describe S nor Describe P), a cursor opened by
+    /// SQL `DECLARE` and run with the protocol's Execute, or anything after
+    /// a message the engine could not place. A masking rewriter must treat
     /// `None` as "could be anything" and fail closed.
     fn data_row<'v>(
         &mut self,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use cancel::CancelRegistry;
 pub use hooks::{
-    Column, CopyFormat, Decision, Format, Notification, PatternPolicy, Policy, Rewrite,
+    Column, CopyFormat, Decision, Fields, Format, Notification, PatternPolicy, Policy, Rewrite,
     RewriteOrDrop, Rewriter, Statement, Value,
 };
 use sluice_pgwire::CodecError;
