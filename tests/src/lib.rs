@@ -4,8 +4,11 @@
 //! [`topology`] wires the gateway lab (agent host ─ gateway ─ database host)
 //! and the jump-host lab (one namespace, a cgroup for agents); [`postgres`]
 //! runs a real PostgreSQL 15 server inside a namespace; [`daemon`] runs the
-//! `sluice` binary and reads its log; [`packets`] crafts hostile packets
-//! with pnet. Everything is removed when its guard drops, on every exit path.
+//! `sluice` binary and reads its log; [`scenario`] is the gateway lab with
+//! PostgreSQL and sluice that most tests start from; [`packets`] crafts
+//! hostile packets with pnet; [`pki`] issues throwaway TLS certificates;
+//! [`python`] finds the venv with psycopg 3. Everything is removed when its
+//! guard drops, on every exit path.
 //!
 //! Every namespace the lab creates has no route out of the machine: the only
 //! links are veth pairs between lab namespaces.
@@ -17,7 +20,9 @@ pub mod demo;
 pub mod labctl;
 pub mod netns;
 pub mod packets;
+pub mod pki;
 pub mod postgres;
+pub mod python;
 pub mod scenario;
 pub mod topology;
 

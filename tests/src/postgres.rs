@@ -58,50 +58,16 @@ impl Postgres {
         let hba = "local all all trust\nhost all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n";
         fs::write(data.join("pg_hba.conf"), hba).unwrap();
         let log = dir.join("postgres.log");
-        let logfile = fs::File::create(&log).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", ns.path()))
-            .args([
-                "--",
-                "setpriv",
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(format!("{BIN}/postgres"))
-            .arg("-D")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().unwrap())
-            .stderr(logfile)
-            .spawn()
-            .expect("start postgres");
-        let pg = Postgres {
-            child: Some(child),
+        fs::File::create(&log).unwrap();
+        let mut pg = Postgres {
+            child: None,
             dir,
             log,
             port,
             ns_path: ns.path(),
         };
-        let ready = wait_for(Duration::from_secs(30), || {
-            let out = Command::new(format!("{BIN}/pg_isready"))
-                .args([
-                    "-q",
-                    "-h",
-                    pg.dir.to_str().unwrap(),
-                    "-p",
-                    &port.to_string(),
-                ])
-                .status()
-                .ok()?;
-            out.success().then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "postgres did not start: {}",
-            fs::read_to_string(&pg.log).unwrap_or_default()
-        );
+        pg.child = Some(pg.spawn());
+        pg.wait_ready("start");
         pg.sql(&format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'"));
         pg.sql(&format!("GRANT pg_read_all_stats TO {USER}"));
         pg
@@ -142,10 +108,63 @@ impl Postgres {
     pub fn ns_path(&self) -> &str {
         &self.ns_path
     }
-}
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+    /// Stop the server (fast shutdown: every backend gets FATAL 57P01 and its
+    /// connection closes) and start it again on the same data directory,
+    /// as an operator's restart does. Returns when it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(self.spawn());
+        self.wait_ready("restart");
+    }
+
+    /// The postmaster, in the server's namespace as the postgres user,
+    /// appending to the log.
+    fn spawn(&self) -> Child {
+        let logfile = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path))
+            .args([
+                "--",
+                "setpriv",
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(format!("{BIN}/postgres"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile)
+            .spawn()
+            .expect("start postgres")
+    }
+
+    fn wait_ready(&self, what: &str) {
+        let ready = wait_for(Duration::from_secs(30), || {
+            let out = Command::new(format!("{BIN}/pg_isready"))
+                .args([
+                    "-q",
+                    "-h",
+                    self.dir.to_str().unwrap(),
+                    "-p",
+                    &self.port.to_string(),
+                ])
+                .status()
+                .ok()?;
+            out.success().then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "postgres did not {what}: {}",
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGINT (fast shutdown) and wait, bounded; SIGKILL if it lingers.
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
@@ -155,6 +174,12 @@ impl Drop for Postgres {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -29,6 +29,41 @@ pub fn start(tag: &str, index: u8, proxy_extra: &str) -> GatewayRun {
 
 /// [`start`], with `sections` appended to the config (e.g. a `[policy]`).
 pub fn start_with(tag: &str, index: u8, proxy_extra: &str, sections: &str) -> GatewayRun {
+    start_custom(tag, index, |_| Custom {
+        proxy: proxy_extra.to_owned(),
+        sections: sections.to_owned(),
+        ..Custom::default()
+    })
+}
+
+/// Additions to the scenario's configuration.
+#[derive(Default)]
+pub struct Custom {
+    /// Appended to `[proxy]`.
+    pub proxy: String,
+    /// Appended to the file (e.g. `[tls]`, `[policy]`).
+    pub sections: String,
+    /// Appended to the IPv4 target `lab-pg`.
+    pub target_v4: String,
+    /// Appended to the IPv6 target `lab-pg6`.
+    pub target_v6: String,
+}
+
+/// What a [`start_custom`] callback can use to prepare files (certificates,
+/// secrets) before the daemon starts.
+pub struct Prepare<'a> {
+    pub scratch: &'a Scratch,
+    pub lab: &'a GatewayLab,
+    pub pg: &'a Postgres,
+}
+
+/// [`start`], with the configuration additions `custom` returns; it runs
+/// once the lab and the database are up, before the daemon starts.
+pub fn start_custom(
+    tag: &str,
+    index: u8,
+    custom: impl FnOnce(&Prepare<'_>) -> Custom,
+) -> GatewayRun {
     let scratch = Scratch::new(tag);
     let lab = GatewayLab::up(tag, index);
     let pg = Postgres::start(&lab.db, &scratch.0, 5432);
@@ -44,10 +79,18 @@ pub fn start_with(tag: &str, index: u8, proxy_extra: &str, sections: &str) -> Ga
         .iter()
         .map(|(n, a, p)| (*n, a.as_str(), *p))
         .collect();
-    let cfg = gateway_config(&bpffs, &lab.gw_agent_if, &targets)
-        .replace("[proxy]\n", &format!("[proxy]\n{proxy_extra}\n"))
-        + "\n"
-        + sections;
+    let extra = custom(&Prepare {
+        scratch: &scratch,
+        lab: &lab,
+        pg: &pg,
+    });
+    let mut cfg = gateway_config(&bpffs, &lab.gw_agent_if, &targets)
+        .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy));
+    for ((name, _, _), more) in targets.iter().zip([&extra.target_v4, &extra.target_v6]) {
+        let header = format!("name = \"{name}\"\n");
+        cfg = cfg.replace(&header, &format!("{header}{more}\n"));
+    }
+    cfg = cfg + "\n" + &extra.sections;
     let cfg_path = scratch.path("sluice.toml");
     fs::write(&cfg_path, cfg).expect("write the lab config");
     let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);

@@ -23,7 +23,8 @@ use sluice_lab::{
 };
 use sluice_pgproxy::{
     CancelRegistry, Column, CopyFormat, Decision, Format, Notification, PatternPolicy, Policy,
-    Rewrite, RewriteOrDrop, Rewriter, SessionConfig, Statement, Value,
+    Rewrite, RewriteOrDrop, Rewriter, Route, SessionConfig, Statement, TargetAuth, TargetSettings,
+    UpstreamTls, Value, Workload,
 };
 
 const TEXT: u32 = 25;
@@ -230,6 +231,7 @@ impl Lab {
                 log: log.clone(),
             }),
             cancels: CancelRegistry::default(),
+            client_tls: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Threads inherit the network namespace of the thread that spawns
@@ -297,20 +299,31 @@ fn serve(
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let database: SocketAddr = "127.0.0.1:5432".parse().expect("address");
+        let target = Arc::new(TargetSettings {
+            name: "lab".into(),
+            tls: UpstreamTls::Disable,
+            auth: TargetAuth::Passthrough,
+        });
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((client, _)) = accepted else { continue };
+                    let Ok((client, peer)) = accepted else { continue };
                     // As sluice-relay does: both legs without Nagle.
                     let _ = client.set_nodelay(true);
                     let config = config.clone();
+                    let target = target.clone();
                     tokio::spawn(async move {
+                        let route = Route {
+                            original: database,
+                            target: &target,
+                            workload: Workload { addr: peer.ip(), uid: None },
+                        };
                         let dial = |addr| async move {
                             let upstream = tokio::net::TcpStream::connect(addr).await?;
                             upstream.set_nodelay(true)?;
                             Ok(upstream)
                         };
-                        if let Err(e) = sluice_pgproxy::serve(client, database, &config, dial).await {
+                        if let Err(e) = sluice_pgproxy::serve(client, route, &config, dial).await {
                             eprintln!("session ended: {e}");
                         }
                     });

@@ -40,8 +40,10 @@ enum Task {
     /// pgbouncer, psycopg2, tcpdump, ...), then stops any host PostgreSQL
     /// cluster the package started and sets it to manual start (the lab runs
     /// its own servers inside network namespaces). It adds the nightly
-    /// toolchain with rust-src through rustup, and installs bpf-linker and
-    /// cargo-nextest into ~/.cargo/bin with `cargo install`. Finally it checks
+    /// toolchain with rust-src through rustup, installs bpf-linker and
+    /// cargo-nextest into ~/.cargo/bin with `cargo install`, and creates the
+    /// lab's Python venv at /var/lib/sluice-lab/venv with psycopg 3 from PyPI
+    /// (python3-venv). Finally it checks
     /// the kernel: mounts bpffs at /sys/fs/bpf if it is not mounted, and reports
     /// where cgroup v2 is mounted and whether /sys/kernel/btf/vmlinux exists
     /// (those two only warn). Needs root and network access to the package

@@ -33,6 +33,8 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql-client-15",
     "pgbouncer",
     "python3-psycopg2",
+    // The venv psycopg 3 (from PyPI) is installed into; see `python_venv`.
+    "python3-venv",
     // ps/pkill, nsenter/unshare, packet captures when debugging the lab.
     "procps",
     "util-linux",
@@ -44,6 +46,14 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where Debian's LLVM 22 lives, for llvm-sys inside bpf-linker.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// The Python environment the lab's psycopg 3 tests run in (the tests find it
+/// through `sluice_lab::python`, which names the same path). A venv, because
+/// Debian ships only psycopg2 and its system Python refuses `pip install`.
+const PYTHON_VENV: &str = "/var/lib/sluice-lab/venv";
+/// psycopg 3 with its bundled libpq (the `binary` extra), pinned like
+/// bpf-linker: the version the lab tests were written and checked against.
+const PSYCOPG_VERSION: &str = "3.3.9";
 
 const BPFFS: &str = "/sys/fs/bpf";
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -58,6 +68,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     )?;
     let started = Instant::now();
     apt_packages(ctx)?;
+    python_venv(ctx)?;
     host_postgres_clusters(ctx);
     nightly_rust_src(ctx)?;
     bpf_linker(ctx)?;
@@ -129,6 +140,42 @@ fn apt_installed(ctx: &Context, pkg: &str) -> bool {
         let words: Vec<&str> = status.split_whitespace().collect();
         matches!(words[..], [_, "ok", "installed"])
     })
+}
+
+/// Step 1b: a venv at [`PYTHON_VENV`] with psycopg 3 from PyPI, for the
+/// tests that drive server-side cursors, COPY, pipeline mode and binary
+/// results. Reinstalls only if psycopg is missing or not the pinned version.
+fn python_venv(ctx: &Context) -> Result<()> {
+    let thing = format!("psycopg {PSYCOPG_VERSION} in the venv {PYTHON_VENV}");
+    let python = Path::new(PYTHON_VENV).join("bin/python3");
+    let installed = first_line_if_ok(
+        ctx.command(&python)
+            .args(["-c", "import psycopg; print(psycopg.__version__)"]),
+    );
+    if installed.as_deref() == Some(PSYCOPG_VERSION) {
+        present(&thing);
+        return Ok(());
+    }
+    doing(&thing, "installing");
+    // A venv whose interpreter no longer runs (Python upgraded under it) is
+    // recreated; a working one is kept and only gets the package.
+    if first_line_if_ok(ctx.command(&python).args(["-c", "print()"])).is_none() {
+        fs::create_dir_all(PYTHON_VENV).with_context(|| format!("cannot create {PYTHON_VENV}"))?;
+        context::run(
+            ctx.command("python3")
+                .args(["-m", "venv", "--clear", PYTHON_VENV]),
+        )?;
+    }
+    context::run(ctx.command(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("psycopg[binary]=={PSYCOPG_VERSION}"),
+    ]))?;
+    ok(&thing);
+    Ok(())
 }
 
 /// Installing postgresql-15 creates and starts a cluster on the host's port

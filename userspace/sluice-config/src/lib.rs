@@ -16,6 +16,8 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub mod secrets;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +66,25 @@ pub struct Config {
     /// Statement policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// TLS on the client leg: sluice terminates it with this certificate.
+    /// Absent: clients asking for TLS are told the server has none (`N`).
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// TLS that sluice terminates for clients. The certificate must name the
+/// addresses (or DNS names) clients dial, i.e. the protected databases',
+/// since clients keep dialling those: issue it from a CA the clients trust
+/// (`sslrootcert` for `sslmode=verify-full`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Refuse clients that do not use TLS (SQLSTATE 28000).
+    #[serde(default)]
+    pub require: bool,
 }
 
 /// Statement policy. Today: refuse statements whose text matches a pattern
@@ -97,6 +118,9 @@ pub struct ProxyConfig {
     /// Largest protocol message accepted from a client or a database;
     /// larger ones end the session with an error.
     pub max_message_bytes: usize,
+    /// Root-only TOML file of the credentials sluice logs in with for
+    /// targets with `auth = "inject"` (see [`secrets`]).
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -108,6 +132,7 @@ impl Default for ProxyConfig {
             fail_open: false,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/sluice"),
             max_message_bytes: 64 * 1024 * 1024,
+            secrets_file: None,
         }
     }
 }
@@ -179,6 +204,51 @@ pub struct Target {
     /// (relayed opaquely, logged as uninspected).
     #[serde(default)]
     pub protocol: Protocol,
+    /// Who authenticates to the database: the client (`passthrough`) or
+    /// sluice with a vaulted credential (`inject`).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// TLS from sluice to the database.
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// PEM CA bundle the database's certificate must chain to
+    /// (`upstream_tls = "verify-full"`).
+    pub upstream_ca: Option<PathBuf>,
+    /// Name the database's certificate must carry; defaults to the address
+    /// sluice dials (an IP address SAN).
+    pub upstream_server_name: Option<String>,
+}
+
+/// Who authenticates to the database.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The client's own authentication exchange is relayed (cleartext, MD5,
+    /// SCRAM-SHA-256; not SCRAM-SHA-256-PLUS, whose channel binding cannot
+    /// cross a TLS-terminating proxy).
+    #[default]
+    Passthrough,
+    /// sluice admits the workload by identity (network, uid, optional
+    /// token) and logs in with a credential from `proxy.secrets_file`; the
+    /// workload never holds the database password.
+    Inject,
+}
+
+/// TLS from sluice to a database, with libpq's `sslmode` meanings.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the database offers it, unverified; plain otherwise. The
+    /// default, as it is libpq's: a link that was encrypted stays so.
+    #[default]
+    Prefer,
+    /// TLS or no session; the certificate is not verified.
+    Require,
+    /// TLS with the certificate verified against `upstream_ca` and the name
+    /// checked against `upstream_server_name` (or the dialled address).
+    VerifyFull,
 }
 
 /// How sluice speaks to a target.
@@ -279,6 +349,41 @@ impl Config {
                 return Err(invalid(
                     &format!("targets[{i}].name"),
                     "must not be empty".into(),
+                ));
+            }
+            if self.targets[..i].iter().any(|o| o.name == t.name) {
+                return Err(invalid(
+                    &format!("targets[{i}].name"),
+                    format!(
+                        "`{}` is used by an earlier target; names must be unique (credentials refer to them)",
+                        t.name
+                    ),
+                ));
+            }
+            if t.upstream_tls == UpstreamTls::VerifyFull && t.upstream_ca.is_none() {
+                return Err(invalid(
+                    &format!("targets[{i}].upstream_ca"),
+                    "upstream_tls = \"verify-full\" needs the CA bundle the database's certificate chains to".into(),
+                ));
+            }
+            if t.upstream_ca.is_some() && t.upstream_tls != UpstreamTls::VerifyFull {
+                return Err(invalid(
+                    &format!("targets[{i}].upstream_tls"),
+                    "upstream_ca is only used with upstream_tls = \"verify-full\"; set that (or drop upstream_ca)".into(),
+                ));
+            }
+            if t.protocol == Protocol::Tcp
+                && (t.auth != AuthMode::Passthrough || t.upstream_tls != UpstreamTls::Prefer)
+            {
+                return Err(invalid(
+                    &format!("targets[{i}].protocol"),
+                    "auth and upstream_tls need a protocol sluice speaks; a `tcp` target is relayed opaquely".into(),
+                ));
+            }
+            if t.auth == AuthMode::Inject && self.proxy.secrets_file.is_none() {
+                return Err(invalid(
+                    &format!("targets[{i}].auth"),
+                    "auth = \"inject\" needs proxy.secrets_file, the root-only file holding the credentials".into(),
                 ));
             }
         }

@@ -19,7 +19,6 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One leg of a session.
-#[allow(dead_code)] // the TLS legs are wired in by the TLS change that follows
 pub(crate) enum Conn {
     /// Plain TCP.
     Plain(TcpStream),
@@ -29,17 +28,7 @@ pub(crate) enum Conn {
     Dialled(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-#[allow(dead_code)]
 impl Conn {
-    /// The TCP socket underneath.
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Accepted(s) => s.get_ref().0,
-            Conn::Dialled(s) => s.get_ref().0,
-        }
-    }
-
     /// Whether the leg is encrypted.
     pub(crate) fn is_tls(&self) -> bool {
         !matches!(self, Conn::Plain(_))

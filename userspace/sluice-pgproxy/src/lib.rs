@@ -4,9 +4,11 @@
 //! Layout: [`hooks`] is what later layers plug in (a statement `decide`
 //! hook, a per-message `rewrite` hook) plus the pattern policy that proves
 //! them; [`cancel`] maps the synthetic cancel keys sluice hands clients to
-//! real backends; `startup.rs` runs the startup and authentication exchange;
-//! `pipeline.rs` runs the two directions of a ready session, keeping
-//! injected responses (refusals) in protocol order with upstream's;
+//! real backends; [`tls`] builds the rustls settings of both legs;
+//! `startup.rs` runs the startup and authentication exchange, with
+//! `inject.rs` for credential injection; `io.rs` is the plain-or-TLS
+//! stream; `pipeline.rs` runs the two directions of a ready session,
+//! keeping injected responses (refusals) in protocol order with upstream's;
 //! `results.rs` works out, with no I/O, which columns each row holds, for
 //! the rewrite hook.
 #![deny(missing_docs)]
@@ -14,20 +16,28 @@
 
 pub mod cancel;
 pub mod hooks;
+mod inject;
 mod io;
 mod pipeline;
 mod results;
 mod startup;
+pub mod tls;
 
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 pub use cancel::CancelRegistry;
 pub use hooks::{
     Column, CopyFormat, Decision, Fields, Format, Notification, PatternPolicy, Policy, Rewrite,
     RewriteOrDrop, Rewriter, Statement, Value,
 };
+pub use inject::token_hash;
+use sluice_config::secrets::Secrets;
 use sluice_pgwire::CodecError;
-pub use startup::run as serve;
+pub use startup::{STARTUP_TIMEOUT, run as serve};
+pub use tls::{TlsSetupError, UpstreamTls};
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +62,17 @@ pub enum PgError {
     /// The client left before the session was established.
     #[error("client closed the connection during startup")]
     ClientGone,
+    /// A TLS handshake failed.
+    #[error("{leg}: TLS handshake: {source}")]
+    Tls {
+        /// "client" or "upstream".
+        leg: &'static str,
+        /// rustls' reason, as an I/O error.
+        source: std::io::Error,
+    },
+    /// sluice refused the session (the client was told this message).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// 64 unpredictable bits: std's per-process random hasher seed over the
@@ -80,6 +101,57 @@ pub struct SessionConfig {
     pub policy: Arc<dyn Policy>,
     /// Cancel-key mapping shared by all sessions.
     pub cancels: CancelRegistry,
+    /// TLS for the client leg; None answers SSLRequest with `N`.
+    pub client_tls: Option<ClientTls>,
+}
+
+/// TLS that sluice terminates for clients.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// Holds the certificate and key.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Refuse clients that stay in plain text.
+    pub require: bool,
+}
+
+/// How sluice reaches and logs in to one target.
+#[derive(Clone)]
+pub struct TargetSettings {
+    /// The `[[targets]]` name (credentials refer to it).
+    pub name: String,
+    /// TLS to the database.
+    pub tls: UpstreamTls,
+    /// Who authenticates.
+    pub auth: TargetAuth,
+}
+
+/// Who authenticates to the database.
+#[derive(Clone)]
+pub enum TargetAuth {
+    /// The client, through sluice.
+    Passthrough,
+    /// sluice, with a credential from the secrets file.
+    Inject(Arc<Secrets>),
+}
+
+/// Who the session belongs to, as far as the engine needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// The client's address (a remote agent, or a local process's socket).
+    pub addr: IpAddr,
+    /// The local uid for a jump-host session.
+    pub uid: Option<u32>,
+}
+
+/// One session's destination.
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    /// The address the client dialled.
+    pub original: SocketAddr,
+    /// The target it belongs to.
+    pub target: &'a TargetSettings,
+    /// Who is connecting.
+    pub workload: Workload,
 }
 
 /// What a finished session reports for its close log line.
@@ -89,6 +161,12 @@ pub struct Summary {
     pub user: Option<String>,
     /// Database name from the startup message.
     pub database: Option<String>,
+    /// The role sluice logged in as (credential injection).
+    pub upstream_user: Option<String>,
+    /// The client leg was TLS.
+    pub client_tls: bool,
+    /// The database leg was TLS.
+    pub upstream_tls: bool,
     /// Statements allowed to reach the database.
     pub statements_allowed: u64,
     /// Statements refused by policy.
@@ -99,4 +177,6 @@ pub struct Summary {
     pub bytes_down: u64,
     /// The session was a cancel request, routed to this backend.
     pub cancel_routed: bool,
+    /// The client's connection broke mid-session (the socket error).
+    pub client_lost: Option<String>,
 }

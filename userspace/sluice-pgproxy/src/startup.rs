@@ -1,13 +1,26 @@
 //! Startup and authentication: from the client's first bytes to the first
 //! ReadyForQuery, after which `pipeline.rs` takes over.
 //!
-//! SSLRequest and GSSENCRequest are answered `N` (TLS termination is a later
-//! milestone, so clients with `sslmode=prefer` continue in plain text). A
-//! CancelRequest is routed by its synthetic key. A StartupMessage is
-//! forwarded as protocol 3.0; `_pq_.` options and newer minor versions are
-//! declined with NegotiateProtocolVersion, as a 3.0 server would. The
-//! authentication exchange is relayed untouched (passthrough auth), and the
-//! server's BackendKeyData is replaced by a synthetic one.
+//! 1. Probes: SSLRequest is answered `S` and TLS terminated when `[tls]` is
+//!    configured (`N` otherwise); GSSENCRequest is answered `N`. A
+//!    CancelRequest is routed by its synthetic key and ends the connection.
+//! 2. The StartupMessage: newer minor versions and `_pq_.` options are
+//!    declined with NegotiateProtocolVersion, as a 3.0 server would.
+//! 3. Credential injection only: the workload is admitted by identity (and
+//!    token, if its credential has one) before anything is dialled.
+//! 4. The database leg: dialled, TLS negotiated as the target says, the
+//!    StartupMessage forwarded as protocol 3.0.
+//! 5. Authentication: relayed untouched (passthrough; SCRAM-PLUS is struck
+//!    from the offered mechanisms, as its channel binding cannot cross a
+//!    TLS-terminating proxy), or answered by sluice with the vaulted
+//!    credential (injection), the client then told AuthenticationOk.
+//! 6. ParameterStatus and friends are relayed until ReadyForQuery, the
+//!    server's BackendKeyData replaced by a synthetic one.
+//!
+//! Steps 1–6 must finish within [`STARTUP_TIMEOUT`], so a client that
+//! connects and stalls cannot hold a session slot.
+use std::{net::IpAddr, time::Duration};
+
 use bytes::BytesMut;
 use sluice_pgwire::{
     BackendMessage, CodecError, Frame, FrameReader, FrontendMessage, StartupRequest,
@@ -18,18 +31,25 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{PgError, SessionConfig, Summary, cancel::RealBackend, io::Conn, pipeline};
+use crate::{
+    PgError, Route, SessionConfig, Summary, TargetAuth, cancel::RealBackend, inject, io::Conn,
+    pipeline, tls::UpstreamTls,
+};
 
 /// SSL/GSS probes a client may send before its StartupMessage.
 const MAX_PROBES: usize = 3;
 
-/// Serve one client whose connection was headed for `original`. `dial`
-/// opens an upstream connection to the address it is given: `original` for
-/// a session, or the backend a CancelRequest's key maps to. It is only
-/// called once the client's first message shows which.
+/// Longest a session may take from connect to ReadyForQuery (PostgreSQL's
+/// own `authentication_timeout` defaults to one minute).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serve one client whose connection was headed for `route.original`.
+/// `dial` opens an upstream connection to the address it is given:
+/// `route.original` for a session, or the backend a CancelRequest's key
+/// maps to. It is only called once the client's first message shows which.
 pub async fn run<F, Fut>(
-    mut client: TcpStream,
-    original: std::net::SocketAddr,
+    client: TcpStream,
+    route: Route<'_>,
     config: &SessionConfig,
     dial: F,
 ) -> Result<Summary, PgError>
@@ -37,9 +57,70 @@ where
     F: FnOnce(std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
 {
+    let mut summary = Summary::default();
+    let established = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        establish(client, &route, config, dial, &mut summary),
+    )
+    .await
+    .map_err(|_| PgError::Refused("startup did not complete within 60 s".into()))??;
+    let Some(ready) = established else {
+        return Ok(summary);
+    };
+    let result = pipeline::run(
+        ready.client,
+        ready.upstream,
+        ready.cbuf,
+        ready.ubuf,
+        config,
+        &mut summary,
+    )
+    .await;
+    if let Some(s) = ready.synthetic {
+        config.cancels.unregister(s);
+    }
+    match result {
+        // A client that vanishes mid-session (killed, network loss) ends it
+        // as ordinarily as one that says Terminate; the summary still counts.
+        Err(PgError::Io {
+            leg: "client",
+            source,
+        }) => {
+            summary.client_lost = Some(source.to_string());
+            Ok(summary)
+        }
+        other => other.map(|()| summary),
+    }
+}
+
+/// A session past startup, ready for queries.
+struct Ready {
+    client: Conn,
+    upstream: Conn,
+    cbuf: BytesMut,
+    ubuf: BytesMut,
+    synthetic: Option<(i32, i32)>,
+}
+
+/// Steps 1–6; None when the connection ended normally before a session
+/// (a routed cancel request, or an authentication failure the client was
+/// told about by the database).
+async fn establish<F, Fut>(
+    client: TcpStream,
+    route: &Route<'_>,
+    config: &SessionConfig,
+    dial: F,
+    summary: &mut Summary,
+) -> Result<Option<Ready>, PgError>
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
+{
     let reader = FrameReader::new(config.max_message);
     let mut cbuf = BytesMut::with_capacity(16 * 1024);
-    let mut summary = Summary::default();
+    let mut client = Conn::Plain(client);
+
+    // 1. Probes.
     let mut startup = None;
     for _ in 0..MAX_PROBES {
         let Some(frame) = read_frame(&mut client, &mut cbuf, &reader, false, "client").await?
@@ -59,12 +140,13 @@ where
                     source: e,
                 });
             }
-            Ok(StartupRequest::SslRequest | StartupRequest::GssEncRequest) => {
-                write(&mut client, b"N", "client").await?;
+            Ok(StartupRequest::SslRequest) => {
+                client = accept_tls(client, &cbuf, config).await?;
             }
+            Ok(StartupRequest::GssEncRequest) => write(&mut client, b"N", "client").await?,
             Ok(StartupRequest::Cancel { pid, key }) => {
                 summary.cancel_routed = route_cancel(config, pid, key, dial).await;
-                return Ok(summary);
+                return Ok(None);
             }
             Ok(StartupRequest::Startup { version, params }) => {
                 startup = Some((version, params));
@@ -79,20 +161,73 @@ where
             source: CodecError::malformed("startup", "too many SSL/GSS requests"),
         });
     };
-    let (params, declined): (Vec<_>, Vec<_>) = params
+    summary.client_tls = client.is_tls();
+    if !client.is_tls() && config.client_tls.as_ref().is_some_and(|t| t.require) {
+        return Err(refused(
+            &mut client,
+            "28000",
+            "sluice: this gateway only accepts TLS connections: connect with sslmode=require or sslmode=verify-full".into(),
+        )
+        .await);
+    }
+
+    // 2. The StartupMessage.
+    let (mut params, declined): (Vec<_>, Vec<_>) = params
         .into_iter()
         .partition(|(k, _)| !k.starts_with("_pq_."));
-    summary.user = params
-        .iter()
-        .find(|(k, _)| k == "user")
-        .map(|(_, v)| v.clone());
-    summary.database = params
-        .iter()
-        .find(|(k, _)| k == "database")
-        .map(|(_, v)| v.clone())
-        .or_else(|| summary.user.clone());
+    let param = |params: &[(String, String)], name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    summary.user = param(&params, "user");
+    summary.database = param(&params, "database").or_else(|| summary.user.clone());
+    if version != PROTOCOL_3_0 || !declined.is_empty() {
+        let mut n = BytesMut::new();
+        BackendMessage::NegotiateProtocolVersion {
+            newest_version: PROTOCOL_3_0,
+            unrecognized: declined.into_iter().map(|(k, _)| k).collect(),
+        }
+        .encode(&mut n);
+        write(&mut client, &n, "client").await?;
+    }
 
-    let mut upstream = match dial(original).await {
+    // 3. Admission (credential injection).
+    let credential = match &route.target.auth {
+        TargetAuth::Passthrough => None,
+        TargetAuth::Inject(secrets) => {
+            let user = summary.user.clone().unwrap_or_default();
+            match inject::admit(
+                &mut client,
+                &mut cbuf,
+                &reader,
+                secrets,
+                &route.target.name,
+                &user,
+                &route.workload,
+            )
+            .await?
+            {
+                Ok(cred) => {
+                    // The database sees the vaulted role; name the database
+                    // explicitly so it does not default to that role's name.
+                    params.retain(|(k, _)| k != "user" && k != "database");
+                    params.push(("user".into(), cred.upstream_user().to_owned()));
+                    params.push((
+                        "database".into(),
+                        summary.database.clone().unwrap_or_default(),
+                    ));
+                    summary.upstream_user = Some(cred.upstream_user().to_owned());
+                    Some(cred)
+                }
+                Err(r) => return Err(refused(&mut client, r.sqlstate, r.message).await),
+            }
+        }
+    };
+
+    // 4. The database leg.
+    let tcp = match dial(route.original).await {
         Ok(u) => u,
         Err(e) => {
             refuse(
@@ -107,6 +242,21 @@ where
             });
         }
     };
+    let upstream_addr = tcp.peer_addr().map_err(|source| PgError::Io {
+        leg: "upstream",
+        source,
+    })?;
+    let mut upstream = match upstream_tls(tcp, &route.target.tls, route.original.ip()).await {
+        Ok(u) => u,
+        Err(why) => {
+            let message = format!(
+                "sluice: TLS to the database failed (upstream_tls = {}): {why}",
+                route.target.tls.mode()
+            );
+            return Err(refused(&mut client, "08006", message).await);
+        }
+    };
+    summary.upstream_tls = upstream.is_tls();
     let mut out = BytesMut::new();
     StartupRequest::Startup {
         version: PROTOCOL_3_0,
@@ -114,24 +264,41 @@ where
     }
     .encode(&mut out);
     write(&mut upstream, &out, "upstream").await?;
-    if version != PROTOCOL_3_0 || !declined.is_empty() {
-        let mut n = BytesMut::new();
-        BackendMessage::NegotiateProtocolVersion {
-            newest_minor: 0,
-            unrecognized: declined.into_iter().map(|(k, _)| k).collect(),
+
+    // 5. Authentication by sluice (injection); passthrough is relayed below.
+    let mut ubuf = BytesMut::with_capacity(16 * 1024);
+    if let Some(cred) = credential {
+        if let Err(e) = inject::login(&mut upstream, &mut ubuf, &reader, cred).await {
+            tracing::warn!(
+                event = "credential_rejected",
+                target = %route.target.name,
+                upstream_user = cred.upstream_user(),
+                error = %e,
+                "logging in with the vaulted credential failed"
+            );
+            let message = format!(
+                "sluice: could not log in to the database for user \"{}\"; the operator can find why in sluice's log",
+                cred.user
+            );
+            return Err(refused(&mut client, "28000", message).await);
         }
-        .encode(&mut n);
-        write(&mut client, &n, "client").await?;
+        tracing::info!(
+            event = "credential_injected",
+            target = %route.target.name,
+            upstream_user = cred.upstream_user(),
+            "logged in with the vaulted credential"
+        );
+        let mut ok = BytesMut::new();
+        BackendMessage::Authentication(Authentication::Ok).encode(&mut ok);
+        write(&mut client, &ok, "client").await?;
     }
 
-    let mut ubuf = BytesMut::with_capacity(16 * 1024);
-    let upstream_addr = upstream.peer_addr().map_err(|source| PgError::Io {
-        leg: "upstream",
-        source,
-    })?;
+    // 5–6. Relay until ReadyForQuery. Bounded: an authentication exchange
+    // is a handful of round trips, then a burst of ParameterStatus.
+    let relay_auth = credential.is_none();
     let mut synthetic = None;
-    // Bounded: an authentication exchange is a handful of round trips, and
-    // a post-auth burst of ParameterStatus messages.
+    // The database offered SCRAM-SHA-256-PLUS (it can bind to its TLS link).
+    let mut offered_plus = false;
     for _ in 0..256 {
         let Some(frame) = read_frame(&mut upstream, &mut ubuf, &reader, true, "upstream").await?
         else {
@@ -155,9 +322,17 @@ where
                 synthetic = Some(s);
                 BackendMessage::BackendKeyData { pid: s.0, key: s.1 }.encode(&mut out);
             }
+            BackendMessage::Authentication(_) if !relay_auth => {
+                return Err(PgError::Protocol {
+                    leg: "upstream",
+                    source: CodecError::malformed(
+                        "startup",
+                        "authentication request after AuthenticationOk",
+                    ),
+                });
+            }
             BackendMessage::Authentication(Authentication::Sasl(mechs)) => {
-                // Channel binding binds to *this* TLS channel; sluice's
-                // client leg is a different one, so -PLUS cannot work.
+                offered_plus = mechs.iter().any(|m| m.ends_with("-PLUS"));
                 let mechs: Vec<String> = mechs
                     .iter()
                     .filter(|m| !m.ends_with("-PLUS"))
@@ -190,6 +365,9 @@ where
                         },
                     });
                 }
+                if offered_plus && wants_channel_binding(&frame.body) {
+                    return Err(refused(&mut client, "28000", CHANNEL_BINDING.into()).await);
+                }
                 let mut out = BytesMut::new();
                 FrontendMessage::AuthResponse(frame.body).encode(&mut out);
                 write(&mut upstream, &out, "upstream").await?;
@@ -197,22 +375,19 @@ where
             BackendMessage::ErrorResponse(_) => {
                 // Authentication failed or the server refused the session;
                 // the client has the server's own error.
-                return Ok(summary);
-            }
-            BackendMessage::ReadyForQuery(_) => {
-                let result = pipeline::run(
-                    Conn::Plain(client),
-                    Conn::Plain(upstream),
-                    cbuf,
-                    ubuf,
-                    config,
-                    &mut summary,
-                )
-                .await;
                 if let Some(s) = synthetic {
                     config.cancels.unregister(s);
                 }
-                return result.map(|()| summary);
+                return Ok(None);
+            }
+            BackendMessage::ReadyForQuery(_) => {
+                return Ok(Some(Ready {
+                    client,
+                    upstream,
+                    cbuf,
+                    ubuf,
+                    synthetic,
+                }));
             }
             _ => {}
         }
@@ -220,6 +395,87 @@ where
     Err(PgError::Protocol {
         leg: "upstream",
         source: CodecError::malformed("startup", "no ReadyForQuery after 256 messages"),
+    })
+}
+
+/// Answer an SSLRequest: `S` and a TLS handshake when the client leg has a
+/// certificate, `N` otherwise.
+async fn accept_tls(
+    mut client: Conn,
+    cbuf: &BytesMut,
+    config: &SessionConfig,
+) -> Result<Conn, PgError> {
+    if !cbuf.is_empty() {
+        // Bytes sent before the handshake would be read as if they had come
+        // over TLS (CVE-2021-23214): refuse, as PostgreSQL does.
+        refuse(
+            &mut client,
+            "08P01",
+            "sluice: received unencrypted data after SSL request",
+        )
+        .await;
+        return Err(PgError::Protocol {
+            leg: "client",
+            source: CodecError::malformed("SSLRequest", "data sent before the TLS handshake"),
+        });
+    }
+    let (tls, mut tcp) = match (&config.client_tls, client) {
+        (Some(tls), Conn::Plain(tcp)) => (tls, tcp),
+        (_, mut other) => {
+            write(&mut other, b"N", "client").await?;
+            return Ok(other);
+        }
+    };
+    write(&mut tcp, b"S", "client").await?;
+    match tls.acceptor.accept(tcp).await {
+        Ok(s) => Ok(Conn::Accepted(Box::new(s))),
+        Err(source) => Err(PgError::Tls {
+            leg: "client",
+            source,
+        }),
+    }
+}
+
+/// Negotiate TLS on a fresh database connection as `tls` says; the error
+/// says why in words for the client.
+async fn upstream_tls(mut tcp: TcpStream, tls: &UpstreamTls, ip: IpAddr) -> Result<Conn, String> {
+    let Some((connector, name)) = tls.connector(ip) else {
+        return Ok(Conn::Plain(tcp));
+    };
+    let mut request = BytesMut::new();
+    StartupRequest::SslRequest.encode(&mut request);
+    let mut answer = [0u8; 1];
+    let exchanged = match tcp.write_all(&request).await {
+        Ok(()) => tcp.read_exact(&mut answer).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    exchanged.map_err(|e| format!("SSLRequest: {e}"))?;
+    match answer[0] {
+        b'S' => connector
+            .connect(name, tcp)
+            .await
+            .map(|s| Conn::Dialled(Box::new(s)))
+            .map_err(|e| e.to_string()),
+        b'N' if !tls.required() => Ok(Conn::Plain(tcp)),
+        b'N' => Err("the database does not accept TLS".into()),
+        other => Err(format!(
+            "unexpected answer {:?} to SSLRequest",
+            other as char
+        )),
+    }
+}
+
+/// Why a channel-binding client cannot log in through sluice in passthrough.
+const CHANNEL_BINDING: &str = "sluice: SCRAM channel binding cannot cross sluice's TLS termination \
+     (the database binds to its TLS link with sluice, the client to its link with sluice). \
+     Connect with channel_binding=disable, or have the operator set auth = \"inject\" for this target";
+
+/// A SASLInitialResponse whose GS2 flag says "I support channel binding
+/// and think the server does not" (`y`): a database that does support it
+/// refuses that as a downgrade, so sluice says why first.
+fn wants_channel_binding(body: &bytes::Bytes) -> bool {
+    FrontendMessage::sasl_initial(body).is_ok_and(|s| {
+        s.mechanism == "SCRAM-SHA-256" && s.data.is_some_and(|d| d.first() == Some(&b'y'))
     })
 }
 
@@ -294,7 +550,8 @@ pub(crate) async fn read_frame(
     }
 }
 
-async fn write(
+/// Write and flush.
+pub(crate) async fn write(
     stream: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
     leg: &'static str,
@@ -317,4 +574,14 @@ async fn refuse(client: &mut (impl AsyncWrite + Unpin), sqlstate: &str, message:
     ])
     .encode(&mut out);
     let _ = write(client, &out, "client").await;
+}
+
+/// [`refuse`], returning the error that ends the session.
+async fn refused(
+    client: &mut (impl AsyncWrite + Unpin),
+    sqlstate: &str,
+    message: String,
+) -> PgError {
+    refuse(client, sqlstate, &message).await;
+    PgError::Refused(message)
 }

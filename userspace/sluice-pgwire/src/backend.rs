@@ -106,8 +106,11 @@ pub enum BackendMessage {
     FunctionCallResponse(Option<Bytes>),
     /// `v`.
     NegotiateProtocolVersion {
-        /// Newest minor version the server supports.
-        newest_minor: i32,
+        /// The newest protocol version the server supports for the major
+        /// version asked for. The documentation calls it the "newest minor
+        /// version", but PostgreSQL sends the whole version number (3.0 is
+        /// 196608) and libpq 18 reads it so.
+        newest_version: i32,
         /// Protocol options it did not recognise.
         unrecognized: Vec<String>,
     },
@@ -229,7 +232,7 @@ impl BackendMessage {
             b'N' => BackendMessage::NoticeResponse(fields(&mut r)?),
             b'V' => BackendMessage::FunctionCallResponse(r.value()?),
             b'v' => {
-                let newest_minor = r.i32()?;
+                let newest_version = r.i32()?;
                 let n = r.i32()?;
                 let n = usize::try_from(n)
                     .map_err(|_| CodecError::malformed(what, format!("negative count {n}")))?;
@@ -238,7 +241,7 @@ impl BackendMessage {
                     unrecognized.push(r.cstr()?);
                 }
                 BackendMessage::NegotiateProtocolVersion {
-                    newest_minor,
+                    newest_version,
                     unrecognized,
                 }
             }
@@ -396,10 +399,10 @@ impl BackendMessage {
             }
             BackendMessage::FunctionCallResponse(v) => put_value(b, v.as_deref()),
             BackendMessage::NegotiateProtocolVersion {
-                newest_minor,
+                newest_version,
                 unrecognized,
             } => {
-                b.put_i32(*newest_minor);
+                b.put_i32(*newest_version);
                 b.put_i32(unrecognized.len() as i32);
                 for o in unrecognized {
                     put_cstr(b, o);
@@ -655,7 +658,7 @@ mod tests {
     #[test]
     fn negotiate_protocol_version() {
         round_trip(BackendMessage::NegotiateProtocolVersion {
-            newest_minor: 0,
+            newest_version: 0,
             unrecognized: vec!["_pq_.foo".into()],
         });
     }

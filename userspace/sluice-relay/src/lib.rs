@@ -11,6 +11,7 @@
 
 mod listen;
 mod session;
+mod setup;
 
 use std::{
     sync::{
@@ -21,6 +22,7 @@ use std::{
 };
 
 pub use listen::{bind_jump, bind_transparent};
+pub use setup::SetupError;
 use sluice_intercept::FlowFacts;
 use tokio::{
     net::TcpListener,
@@ -44,8 +46,11 @@ pub enum Mode {
 pub struct RelaySettings {
     /// The configuration (targets pick each flow's protocol).
     pub config: std::sync::Arc<sluice_config::Config>,
-    /// The PostgreSQL session engine's settings (policy, cancel keys).
+    /// The PostgreSQL session engine's settings (policy, cancel keys,
+    /// client-leg TLS).
     pub postgres: sluice_pgproxy::SessionConfig,
+    /// Per target (by name): database-leg TLS and who authenticates.
+    pub targets: std::collections::HashMap<String, Arc<sluice_pgproxy::TargetSettings>>,
     /// Mark on upstream sockets (never redirected by the jump-host programs).
     pub upstream_mark: u32,
     /// Upstream dial timeout.

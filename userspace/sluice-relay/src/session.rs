@@ -51,10 +51,26 @@ async fn relay_one(
     mode: Mode,
 ) -> Result<(Facts, OriginalDst, u64, u64), SessionError> {
     let (facts, dst) = resolve(relay, &client, peer, mode)?;
-    let protocol = relay.settings.config.target_for(dst.0).map(|t| t.protocol);
+    let target = relay.settings.config.target_for(dst.0);
+    let protocol = target.map(|t| t.protocol);
     tracing::info!(event = "open", original_dst = %dst, facts = %facts, ?protocol, "session opened");
     client.set_nodelay(true)?;
-    if protocol == Some(Protocol::Postgres) {
+    let engine = target
+        .filter(|t| t.protocol == Protocol::Postgres)
+        .and_then(|t| relay.settings.targets.get(&t.name));
+    if let Some(target) = engine {
+        let workload = sluice_pgproxy::Workload {
+            addr: facts.client().0.ip(),
+            uid: match &facts {
+                Facts::Local { uid, .. } => Some(*uid),
+                Facts::Remote { .. } => None,
+            },
+        };
+        let route = sluice_pgproxy::Route {
+            original: dst.0,
+            target,
+            workload,
+        };
         let dial_to = |addr: SocketAddr| async move {
             let up = dial(relay, addr)
                 .await
@@ -62,14 +78,18 @@ async fn relay_one(
             up.set_nodelay(true)?;
             Ok(up)
         };
-        return match sluice_pgproxy::serve(client, dst.0, &relay.settings.postgres, dial_to).await {
+        return match sluice_pgproxy::serve(client, route, &relay.settings.postgres, dial_to).await {
             Ok(s) => {
                 tracing::info!(
                     user = s.user.as_deref().unwrap_or(""),
                     database = s.database.as_deref().unwrap_or(""),
+                    upstream_user = s.upstream_user.as_deref().unwrap_or(""),
+                    client_tls = s.client_tls,
+                    upstream_tls = s.upstream_tls,
                     statements_allowed = s.statements_allowed,
                     statements_denied = s.statements_denied,
                     cancel = s.cancel_routed,
+                    client_lost = s.client_lost.as_deref().unwrap_or(""),
                     "postgres session ended"
                 );
                 Ok((facts, dst, s.bytes_up, s.bytes_down))

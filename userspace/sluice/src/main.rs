@@ -1,5 +1,6 @@
 //! The `sluice` command: the daemon (`run`), host checks (`doctor`),
-//! configuration checks (`config check`) and crash cleanup (`cleanup`).
+//! configuration checks (`config check`), workload tokens (`token new`)
+//! and crash cleanup (`cleanup`).
 #![forbid(unsafe_code)]
 
 mod run;
@@ -64,6 +65,9 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Workload tokens for credential injection.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Remove what a crashed daemon left behind (pinned programs, routing
     /// rules) without starting a new one. Protected flows then pass
     /// un-proxied until sluice runs again.
@@ -75,8 +79,22 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a random workload token and print it with its SHA-256.
+    ///
+    /// Give the token to the workload (it sends it as its database password,
+    /// over TLS) and put the `token_sha256 = ...` line in that credential's
+    /// entry of the secrets file. sluice stores only the hash.
+    New,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and validate a configuration file; errors name the key.
+    ///
+    /// Also loads every file the configuration names (TLS certificates and
+    /// keys, CA bundles, the secrets file, checking it is root-only), as
+    /// `sluice run` would before attaching anything.
     Check {
         /// The file to check.
         file: PathBuf,
@@ -89,6 +107,14 @@ enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// 32 random bytes from the kernel, as 64 hex digits.
+fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn main() -> ExitCode {
@@ -137,7 +163,27 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+        Command::Token(TokenCommand::New) => match new_token() {
+            Ok(token) => {
+                println!("token:        {token}");
+                println!(
+                    "secrets file: token_sha256 = \"{}\"",
+                    sluice_pgproxy::token_hash(&token)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: reading /dev/urandom: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                sluice_relay::RelaySettings::from_config(&c)
+                    .map(|_| c)
+                    .map_err(|e| e.to_string())
+            }) {
             Ok(c) => {
                 println!("{}: ok", file.display());
                 println!(
@@ -159,8 +205,25 @@ fn main() -> ExitCode {
                     ))
                 );
                 for t in &c.targets {
-                    println!("  target: {t}, protocol {:?}", t.protocol);
+                    println!(
+                        "  target: {t}, protocol {:?}, auth {:?}, upstream TLS {:?}",
+                        t.protocol, t.auth, t.upstream_tls
+                    );
                 }
+                println!(
+                    "  client TLS: {}",
+                    c.tls
+                        .as_ref()
+                        .map_or("off (SSLRequest answered N)".into(), |t| format!(
+                            "{}{}",
+                            t.cert.display(),
+                            if t.require {
+                                ", required"
+                            } else {
+                                ", optional"
+                            }
+                        ))
+                );
                 println!("  policy: {} deny pattern(s)", c.policy.deny_patterns.len());
                 if c.proxy.fail_open {
                     println!(

@@ -25,6 +25,19 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every file the configuration names is loaded before anything is
+    // bound or attached: a bad certificate is a start-up error, not a
+    // failure of the first session.
+    let settings = RelaySettings::from_config(&config)?;
+    if !config.policy.deny_patterns.is_empty() {
+        tracing::info!(
+            patterns = config.policy.deny_patterns.len(),
+            "statement policy: deny patterns loaded"
+        );
+    }
+    if let Some(tls) = &config.tls {
+        tracing::info!(cert = %tls.cert.display(), require = tls.require, "client TLS enabled");
+    }
     // Listeners first: the programs are attached only once there is
     // somewhere to steer flows to.
     let mut bound: Vec<(TcpListener, Mode)> = Vec::new();
@@ -77,29 +90,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     bound.extend(jump_v6.map(|l| (l, Mode::JumpHost)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let policy = sluice_pgproxy::PatternPolicy::new(&config.policy.deny_patterns)
-        .context("compiling policy.deny_patterns")?;
-    if !config.policy.deny_patterns.is_empty() {
-        tracing::info!(
-            patterns = config.policy.deny_patterns.len(),
-            "statement policy: deny patterns loaded"
-        );
-    }
-    let relay = Relay::new(
-        RelaySettings {
-            config: Arc::new(config.clone()),
-            postgres: sluice_pgproxy::SessionConfig {
-                max_message: config.proxy.max_message_bytes,
-                policy: Arc::new(policy),
-                cancels: sluice_pgproxy::CancelRegistry::default(),
-            },
-            upstream_mark: config.proxy.upstream_mark,
-            connect_timeout: config.proxy.connect_timeout(),
-            max_connections: config.proxy.max_connections,
-        },
-        interceptor.facts(),
-        stop_rx,
-    );
+    let relay = Relay::new(settings, interceptor.facts(), stop_rx);
     let mut loops = Vec::new();
     for (listener, mode) in bound {
         tracing::info!(addr = %listener.local_addr()?, ?mode, "listening");

@@ -1,0 +1,107 @@
+//! Everything sessions need that is built once from the configuration: the
+//! statement policy, TLS for both legs, the vaulted credentials. `sluice
+//! run` builds it before attaching any program, and `sluice config check`
+//! builds it to prove the files it names are usable.
+use std::{collections::HashMap, sync::Arc};
+
+use sluice_config::{AuthMode, Config, ConfigError, secrets::Secrets};
+use sluice_pgproxy::{
+    CancelRegistry, ClientTls, PatternPolicy, SessionConfig, TargetAuth, TargetSettings,
+    TlsSetupError, UpstreamTls,
+};
+
+use crate::RelaySettings;
+
+/// Why the session settings could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A deny pattern does not compile.
+    #[error("policy.deny_patterns: {0}")]
+    Policy(#[from] regex::Error),
+    /// Client-leg TLS material is unusable.
+    #[error("[tls]: {0}")]
+    ClientTls(TlsSetupError),
+    /// A target's database-leg TLS settings are unusable.
+    #[error("targets `{target}`: upstream TLS: {source}")]
+    UpstreamTls {
+        /// The target's name.
+        target: String,
+        /// What was wrong.
+        source: TlsSetupError,
+    },
+    /// The secrets file is missing, readable by others, or invalid.
+    #[error("proxy.secrets_file: {0}")]
+    Secrets(ConfigError),
+}
+
+impl RelaySettings {
+    /// Build the relay's settings from a validated configuration, loading
+    /// every file it names (certificates, keys, CA bundles, secrets).
+    pub fn from_config(config: &Config) -> Result<RelaySettings, SetupError> {
+        let policy = PatternPolicy::new(&config.policy.deny_patterns)?;
+        let client_tls = config
+            .tls
+            .as_ref()
+            .map(|t| {
+                sluice_pgproxy::tls::acceptor(&t.cert, &t.key).map(|acceptor| ClientTls {
+                    acceptor,
+                    require: t.require,
+                })
+            })
+            .transpose()
+            .map_err(SetupError::ClientTls)?;
+        let secrets = match &config.proxy.secrets_file {
+            Some(path) if config.targets.iter().any(|t| t.auth == AuthMode::Inject) => Some(
+                Arc::new(Secrets::load(path, config).map_err(SetupError::Secrets)?),
+            ),
+            _ => None,
+        };
+        if let Some(s) = &secrets {
+            for c in s.unrestricted() {
+                tracing::warn!(
+                    target_name = %c.target,
+                    user = %c.user,
+                    "credential usable by any workload that reaches the target: restrict it with clients, uids or token_sha256"
+                );
+            }
+        }
+        let mut targets = HashMap::new();
+        for t in &config.targets {
+            let tls = UpstreamTls::new(
+                t.upstream_tls,
+                t.upstream_ca.as_deref(),
+                t.upstream_server_name.as_deref(),
+            )
+            .map_err(|source| SetupError::UpstreamTls {
+                target: t.name.clone(),
+                source,
+            })?;
+            let auth = match (t.auth, &secrets) {
+                (AuthMode::Inject, Some(s)) => TargetAuth::Inject(Arc::clone(s)),
+                // Validation guarantees a secrets file for inject targets.
+                _ => TargetAuth::Passthrough,
+            };
+            targets.insert(
+                t.name.clone(),
+                Arc::new(TargetSettings {
+                    name: t.name.clone(),
+                    tls,
+                    auth,
+                }),
+            );
+        }
+        Ok(RelaySettings {
+            config: Arc::new(config.clone()),
+            postgres: SessionConfig {
+                max_message: config.proxy.max_message_bytes,
+                policy: Arc::new(policy),
+                cancels: CancelRegistry::default(),
+                client_tls,
+            },
+            targets,
+            upstream_mark: config.proxy.upstream_mark,
+            connect_timeout: config.proxy.connect_timeout(),
+            max_connections: config.proxy.max_connections,
+        })
+    }
+}
