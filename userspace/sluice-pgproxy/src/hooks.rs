@@ -5,8 +5,22 @@
 //! database. The test policy here, [`PatternPolicy`], refuses statements
 //! matching configured regular expressions; the AST policy of a later
 //! milestone implements the same trait.
+//!
+//! On the way back, a policy may give each session a [`Rewriter`]
+//! ([`Policy::rewriter`]). Every DataRow, CopyData (database → client),
+//! NoticeResponse, NotificationResponse and ErrorResponse then passes it,
+//! one message at a time as it streams — a result is never buffered — with
+//! what the engine knows about it: a row's [`Column`]s (name, source table
+//! and column, type, and the format the values are really in), a COPY's
+//! [`CopyFormat`]. A session without a rewriter forwards these frames
+//! without decoding them. FunctionCallResponse (the fast-path interface)
+//! does not pass the rewriter: it has no description, and a policy that
+//! cares refuses FunctionCall in [`Policy::decide`].
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use regex::RegexSet;
+pub use sluice_pgwire::backend::Fields;
 
 /// A statement about to reach the database.
 #[derive(Debug, Clone)]
@@ -36,6 +50,173 @@ pub enum Decision {
 pub trait Policy: Send + Sync {
     /// Decide one statement.
     fn decide(&self, statement: &Statement<'_>) -> Decision;
+
+    /// The rewriter for one new session, asked for once when the session
+    /// becomes ready. `None` (the default) leaves the database → client
+    /// direction on its fast path: frames are forwarded from the read buffer
+    /// after a header scan, and result context is not tracked at all.
+    fn rewriter(&self) -> Option<Box<dyn Rewriter>> {
+        None
+    }
+}
+
+/// How values of a column (or of a COPY) are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Format code 0: the type's text output.
+    Text,
+    /// Format code 1: the type's binary send format.
+    Binary,
+}
+
+impl Format {
+    /// From a protocol format code. PostgreSQL only sends rows in codes 0
+    /// and 1 (a Bind asking for another code fails before any row), so any
+    /// other code is taken as binary: never mistaken for readable text.
+    pub fn from_code(code: i16) -> Format {
+        if code == 0 {
+            Format::Text
+        } else {
+            Format::Binary
+        }
+    }
+}
+
+/// One column of a result as the client receives it: RowDescription's
+/// field, with the format its values are actually in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Column name (its label in the query, e.g. `holder` or `?column?`).
+    pub name: String,
+    /// Source table OID, 0 if the column is not a plain table column.
+    pub table_oid: u32,
+    /// Source column number (attnum), 0 if not a plain table column.
+    pub column: i16,
+    /// Type OID.
+    pub type_oid: u32,
+    /// Type size (negative: variable length).
+    pub type_size: i16,
+    /// Type modifier (e.g. varchar length + 4), -1 if none.
+    pub type_modifier: i32,
+    /// The format of this column's values in the DataRows: from the
+    /// RowDescription PostgreSQL sent for this result (simple query, or
+    /// Describe of the portal), or else the statement's description with
+    /// the result-format codes of the Bind that created the portal.
+    pub format: Format,
+}
+
+/// The format of a COPY TO STDOUT stream (or of the server's half of
+/// COPY BOTH), from its CopyOutResponse / CopyBothResponse. COPY carries
+/// no column names: a rewriter that needs them must fail closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFormat {
+    /// Overall format: text (or CSV) lines, or PostgreSQL's binary COPY
+    /// format (a header, then tuples, then a trailer).
+    pub format: Format,
+    /// Per-column formats (all equal to `format` in PostgreSQL 15).
+    pub columns: Vec<Format>,
+}
+
+/// A LISTEN/NOTIFY notification on its way to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The notifying backend's process id.
+    pub pid: i32,
+    /// Channel name.
+    pub channel: String,
+    /// Payload ("" if none).
+    pub payload: String,
+}
+
+/// One DataRow value: `None` is NULL. Unchanged values can stay borrowed
+/// from the row being rewritten.
+pub type Value<'v> = Option<Cow<'v, [u8]>>;
+
+/// What a rewriter does with a message that must reach the client (a row,
+/// COPY data, an error): keep it as it is, or replace its body. Rows cannot
+/// be dropped — CommandComplete has already counted them — and neither can
+/// errors, which end what they answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite<T> {
+    /// Forward the original bytes untouched.
+    Keep,
+    /// Send this body instead.
+    Replace(T),
+}
+
+/// What a rewriter does with an informational message (a notice, a
+/// notification): keep, replace, or withhold it. Clients never expect one
+/// at a given point, so dropping it leaves the protocol intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteOrDrop<T> {
+    /// Forward the original bytes untouched.
+    Keep,
+    /// Send this body instead.
+    Replace(T),
+    /// Send nothing.
+    Drop,
+}
+
+/// Sees, and may change, what the database sends a client, one message at
+/// a time and in order. One per session (`&mut self`: it may keep state,
+/// e.g. a recorder's open result). Runs inline on the session's
+/// database → client task, so it must be fast and must not block.
+///
+/// A replacement must keep the protocol valid: a row keeps its number of
+/// values, and strings (notice, error and notification fields) contain no
+/// NUL byte. The engine checks both and ends the session — fail closed,
+/// nothing unrewritten is sent — if a replacement breaks them.
+///
+/// Every method defaults to [`Rewrite::Keep`] so that new message kinds
+/// can be added without breaking rewriters; a masking rewriter must decide
+/// deliberately for each kind it does not implement.
+pub trait Rewriter: Send {
+    /// A DataRow. `columns` describes it (same length as `values`), or is
+    /// `None` when the engine cannot know what the row holds — e.g. the
+    /// Execute of a portal whose statement was never described on this
+    /// session (neither Describe S nor Describe P), a cursor opened by
+    /// SQL `DECLARE` and run with the protocol's Execute, or anything after
+    /// a message the engine could not place. A masking rewriter must treat
+    /// `None` as "could be anything" and fail closed.
+    fn data_row<'v>(
+        &mut self,
+        columns: Option<&[Column]>,
+        values: &[Option<&'v [u8]>],
+    ) -> Rewrite<Vec<Value<'v>>> {
+        let _ = (columns, values);
+        Rewrite::Keep
+    }
+
+    /// One CopyData message of a COPY TO STDOUT (or COPY BOTH) stream.
+    /// PostgreSQL sends one message per row in text and CSV format, but the
+    /// protocol does not promise message boundaries at rows. `format` is
+    /// `None` only if no CopyOutResponse was seen (never, from PostgreSQL).
+    fn copy_data(&mut self, format: Option<&CopyFormat>, data: &[u8]) -> Rewrite<Vec<u8>> {
+        let _ = (format, data);
+        Rewrite::Keep
+    }
+
+    /// A NoticeResponse (fields: `S` severity, `C` SQLSTATE, `M` message, …;
+    /// strings that were not UTF-8 arrive with U+FFFD replacements).
+    fn notice(&mut self, fields: &[(u8, String)]) -> RewriteOrDrop<Fields> {
+        let _ = fields;
+        RewriteOrDrop::Keep
+    }
+
+    /// A NotificationResponse (LISTEN/NOTIFY).
+    fn notification(&mut self, notification: &Notification) -> RewriteOrDrop<Notification> {
+        let _ = notification;
+        RewriteOrDrop::Keep
+    }
+
+    /// An ErrorResponse: the database's, or sluice's refusal of a
+    /// statement (SQLSTATE 42501) that replaces the error of its poison
+    /// statement. sluice's own session-ending FATAL errors (lost database,
+    /// invalid client message) do not pass here.
+    fn error(&mut self, fields: &[(u8, String)]) -> Rewrite<Fields> {
+        let _ = fields;
+        Rewrite::Keep
+    }
 }
 
 /// Refuses statements whose text matches any configured pattern.

@@ -8,7 +8,9 @@
 //! `startup.rs` runs the startup and authentication exchange, with
 //! `inject.rs` for credential injection; `io.rs` is the plain-or-TLS
 //! stream; `pipeline.rs` runs the two directions of a ready session,
-//! keeping injected responses (refusals) in protocol order with upstream's.
+//! keeping injected responses (refusals) in protocol order with upstream's;
+//! `results.rs` works out, with no I/O, which columns each row holds, for
+//! the rewrite hook.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ pub mod hooks;
 mod inject;
 mod io;
 mod pipeline;
+mod results;
 mod startup;
 pub mod tls;
 
@@ -26,7 +29,10 @@ use std::{
 };
 
 pub use cancel::CancelRegistry;
-pub use hooks::{Decision, PatternPolicy, Policy, Statement};
+pub use hooks::{
+    Column, CopyFormat, Decision, Fields, Format, Notification, PatternPolicy, Policy, Rewrite,
+    RewriteOrDrop, Rewriter, Statement, Value,
+};
 pub use inject::token_hash;
 use sluice_config::secrets::Secrets;
 use sluice_pgwire::CodecError;
@@ -44,10 +50,11 @@ pub enum PgError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A peer sent bytes that are not PostgreSQL protocol 3.0.
+    /// A peer sent bytes that are not PostgreSQL protocol 3.0 (or a
+    /// rewrite hook produced a message that is not).
     #[error("{leg} sent an invalid message: {source}")]
     Protocol {
-        /// "client" or "upstream".
+        /// "client", "upstream", or "rewriter".
         leg: &'static str,
         /// What was wrong.
         source: CodecError,

@@ -12,11 +12,21 @@
 //! becomes aborted, pipelines keep their order, and ReadyForQuery carries the
 //! true transaction status.
 //!
-//! Database → client: frames are written straight from the read buffer after
-//! a header scan. Only an ErrorResponse carrying a poison marker is touched:
-//! it is replaced by sluice's refusal (SQLSTATE 42501). If an earlier
-//! statement of the same batch failed first, the database never reached the
-//! poison and the client sees that earlier error, as it would without sluice.
+//! Database → client, without a rewriter (the fast path): frames are
+//! written straight from the read buffer after a header scan. Only an
+//! ErrorResponse carrying a poison marker is touched: it is replaced by
+//! sluice's refusal (SQLSTATE 42501). If an earlier statement of the same
+//! batch failed first, the database never reached the poison and the client
+//! sees that earlier error, as it would without sluice.
+//!
+//! With a rewriter (`Policy::rewriter`), the client → database task also
+//! queues, for every message the database will answer, what it is (a
+//! `results::Request`: the very messages sent, poison statements included)
+//! before the bytes leave; the database → client task follows the answers
+//! with `results::Results` and hands each DataRow, CopyData, notice,
+//! notification and error to the rewriter with its result context. Frames
+//! the rewriter keeps are still written from the read buffer; replacements
+//! are encoded in their place, in order, in the same write.
 use std::{
     collections::HashMap,
     sync::{
@@ -26,7 +36,12 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use sluice_pgwire::{BackendMessage, Frame, FrameReader, FrontendMessage, frontend::Target};
+use sluice_pgwire::{
+    BackendMessage, CodecError, Frame, FrameReader, FrontendMessage,
+    backend::{Fields, data_row_values},
+    frontend::Target,
+    wire::{put_list16, put_message, put_value},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::Notify,
@@ -34,7 +49,9 @@ use tokio::{
 
 use crate::{
     Decision, PgError, SessionConfig, Statement, Summary,
+    hooks::{Notification, Rewrite, RewriteOrDrop, Rewriter, Value},
     io::{Conn, ReadHalf, WriteHalf},
+    results::{Request, Results},
 };
 
 /// Every poison statement starts with this, then the session's nonce and
@@ -43,8 +60,12 @@ use crate::{
 const POISON: &str = "SLUICE_REFUSED_";
 
 struct Shared {
-    /// Refusals waiting for their poison's error, by marker.
-    refusals: Mutex<HashMap<String, BackendMessage>>,
+    /// Refusals waiting for their poison's error, by marker: the fields of
+    /// the ErrorResponse that replaces it.
+    refusals: Mutex<HashMap<String, Fields>>,
+    /// What the database will answer, in order, not yet taken by the
+    /// database → client task (only with a rewriter).
+    requests: Mutex<Vec<Request>>,
     /// The session's random part of every marker.
     nonce: String,
     /// A fatal error for the client (malformed client input).
@@ -62,8 +83,10 @@ pub(crate) async fn run(
     config: &SessionConfig,
     summary: &mut Summary,
 ) -> Result<(), PgError> {
+    let rewriter = config.policy.rewriter();
     let shared = Arc::new(Shared {
         refusals: Mutex::new(HashMap::new()),
+        requests: Mutex::new(Vec::new()),
         nonce: nonce(),
         fatal: Mutex::new(None),
         wake: Notify::new(),
@@ -79,10 +102,23 @@ pub(crate) async fn run(
         batch_refused: false,
         next_refusal: 0,
         counts: Counts::default(),
+        track: rewriter.is_some(),
+        requests: Vec::new(),
+        copy_run: false,
     };
     let up = front.run(cr, uw, cbuf, reader);
-    let down = backend(ur, cw, ubuf, reader, &shared);
-    let (up, (bytes_down, down)) = tokio::join!(up, down);
+    // Two instances of the database → client loop: the one without a
+    // rewriter compiles to the bare header scan.
+    let (up, (bytes_down, down)) = match rewriter {
+        None => tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, Forward)),
+        Some(rewriter) => {
+            let rewriting = Rewriting {
+                rewriter,
+                results: Results::default(),
+            };
+            tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, rewriting))
+        }
+    };
     summary.statements_allowed = front.counts.allowed;
     summary.statements_denied = front.counts.denied;
     summary.bytes_up = front.counts.bytes;
@@ -107,6 +143,13 @@ struct Frontend<'a> {
     batch_refused: bool,
     next_refusal: u64,
     counts: Counts,
+    /// A rewriter needs result context: queue a [`Request`] for every
+    /// message the database answers.
+    track: bool,
+    /// Requests of the messages in `out`, queued before `out` is sent.
+    requests: Vec<Request>,
+    /// The last request queued was CopyData (only the first of a run is).
+    copy_run: bool,
 }
 
 impl Frontend<'_> {
@@ -132,6 +175,7 @@ impl Frontend<'_> {
                 if terminate {
                     self.shared.terminated.store(true, Ordering::Release);
                     self.counts.bytes += out.len() as u64;
+                    self.queue_requests();
                     send(&mut uw, &out, "upstream").await?;
                     let _ = uw.shutdown().await;
                     return Ok(());
@@ -139,6 +183,8 @@ impl Frontend<'_> {
             }
             if !out.is_empty() {
                 self.counts.bytes += out.len() as u64;
+                // Before the bytes leave: the answers may be back at once.
+                self.queue_requests();
                 send(&mut uw, &out, "upstream").await?;
                 out.clear();
             }
@@ -190,22 +236,22 @@ impl Frontend<'_> {
         frame: Frame,
         out: &mut BytesMut,
     ) -> Result<(), sluice_pgwire::CodecError> {
-        match frame.tag {
-            b'Q' | b'P' | b'B' | b'F' | b'C' => {}
+        let undecided = match frame.tag {
+            b'Q' | b'F' => false,
+            // The database discards these until Sync in a refused batch;
+            // keep its state exactly as without sluice by letting it do so.
+            b'P' | b'B' | b'C' => self.batch_refused,
             b'S' => {
                 self.batch_refused = false;
-                put_frame(out, &frame);
-                return Ok(());
+                true
             }
             // Everything else needs no decision: forwarded by type byte.
-            _ => {
-                put_frame(out, &frame);
-                return Ok(());
+            _ => true,
+        };
+        if undecided {
+            if self.track {
+                self.track_undecided(&frame)?;
             }
-        }
-        if self.batch_refused && frame.tag != b'Q' && frame.tag != b'F' {
-            // The database discards these until Sync; keep its state
-            // exactly as without sluice by letting it do so.
             put_frame(out, &frame);
             return Ok(());
         }
@@ -242,12 +288,17 @@ impl Frontend<'_> {
             _ => Decision::Allow,
         };
         match decision {
-            Decision::Allow => put_frame(out, &frame),
+            Decision::Allow => {
+                put_frame(out, &frame);
+                if self.track {
+                    self.track(&msg);
+                }
+            }
             Decision::Deny { rule } => {
                 let marker = self.refusal(rule);
-                match msg {
+                let poison = match msg {
                     FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } => {
-                        FrontendMessage::Query(marker).encode(out);
+                        FrontendMessage::Query(marker)
                     }
                     _ => {
                         self.batch_refused = true;
@@ -256,12 +307,63 @@ impl Frontend<'_> {
                             query: marker,
                             param_types: vec![],
                         }
-                        .encode(out);
                     }
+                };
+                poison.encode(out);
+                if self.track {
+                    // The database answers the poison, not the refused message.
+                    self.track(&poison);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Queue the request a message sent to the database makes.
+    fn track(&mut self, sent: &FrontendMessage) {
+        if let Some(request) = Request::from_frontend(sent) {
+            self.push_request(request);
+        }
+    }
+
+    /// Queue the request of a message forwarded without a decision.
+    fn track_undecided(&mut self, frame: &Frame) -> Result<(), sluice_pgwire::CodecError> {
+        let request = match frame.tag {
+            b'S' => Request::Sync,
+            b'd' => Request::CopyData,
+            b'c' | b'f' => Request::CopyEnd,
+            // Describe, Execute, and Parse, Bind, Close in a refused batch.
+            b'D' | b'E' | b'P' | b'B' | b'C' => {
+                match Request::from_frontend(&FrontendMessage::decode(frame.clone())?) {
+                    Some(r) => r,
+                    None => return Ok(()),
+                }
+            }
+            // Flush and Terminate are not answered; an unknown type ends
+            // the session at the database.
+            _ => return Ok(()),
+        };
+        self.push_request(request);
+        Ok(())
+    }
+
+    fn push_request(&mut self, request: Request) {
+        let copy_data = request == Request::CopyData;
+        if !(copy_data && self.copy_run) {
+            self.requests.push(request);
+        }
+        self.copy_run = copy_data;
+    }
+
+    /// Hand the requests of what is about to be sent to the other task.
+    fn queue_requests(&mut self) {
+        if !self.requests.is_empty() {
+            self.shared
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut self.requests);
+        }
     }
 
     fn decide(&mut self, text: &str, params: &[Option<Bytes>], protocol: &'static str) -> Decision {
@@ -284,13 +386,13 @@ impl Frontend<'_> {
     fn refusal(&mut self, rule: String) -> String {
         self.next_refusal += 1;
         let marker = format!("{POISON}{}_{}", self.shared.nonce, self.next_refusal);
-        let error = BackendMessage::ErrorResponse(vec![
+        let error = vec![
             (b'S', "ERROR".into()),
             (b'V', "ERROR".into()),
             (b'C', "42501".into()),
             (b'M', "sluice: statement refused by policy".into()),
             (b'D', format!("Rule: {rule}.")),
-        ]);
+        ];
         let mut refusals = self
             .shared
             .refusals
@@ -306,20 +408,325 @@ impl Frontend<'_> {
     }
 }
 
+/// What the database → client loop does with one complete frame.
+enum Action<'a> {
+    /// Send it as it is, from the read buffer.
+    Forward,
+    /// Send nothing.
+    Drop,
+    /// Send a DataRow with these values instead.
+    Row(Vec<Value<'a>>),
+    /// Send this message instead.
+    Message(BackendMessage),
+}
+
+impl Action<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Action::Forward | Action::Drop => {}
+            Action::Row(values) => put_message(out, b'D', |b| {
+                put_list16(b, values, |b, v| put_value(b, v.as_deref()));
+            }),
+            Action::Message(msg) => msg.encode(out),
+        }
+    }
+}
+
+/// The per-frame part of the database → client loop.
+trait Downstream {
+    /// Whether frames are inspected beyond their header: then nothing may
+    /// reach the client without passing [`Downstream::frame`].
+    const INSPECTS: bool;
+
+    /// Before each scan of the read buffer.
+    fn begin(&mut self, _shared: &Shared) {}
+
+    /// One complete frame (header included) of type `tag`.
+    fn frame<'a>(
+        &mut self,
+        shared: &Shared,
+        tag: u8,
+        frame: &'a [u8],
+    ) -> Result<Action<'a>, PgError>;
+}
+
+/// No rewriter: only a poison statement's error is replaced.
+struct Forward;
+
+impl Downstream for Forward {
+    const INSPECTS: bool = false;
+
+    #[inline]
+    fn frame<'a>(
+        &mut self,
+        shared: &Shared,
+        tag: u8,
+        frame: &'a [u8],
+    ) -> Result<Action<'a>, PgError> {
+        if tag == b'E'
+            && let Some(refusal) = poison_answer(shared, frame)
+        {
+            return Ok(Action::Message(BackendMessage::ErrorResponse(refusal)));
+        }
+        Ok(Action::Forward)
+    }
+}
+
+/// A rewriter, and the result context it is given.
+struct Rewriting {
+    rewriter: Box<dyn Rewriter>,
+    results: Results,
+}
+
+impl Downstream for Rewriting {
+    const INSPECTS: bool = true;
+
+    fn begin(&mut self, shared: &Shared) {
+        // Every answer in the buffer was read after its request was queued.
+        let mut requests = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
+        for request in requests.drain(..) {
+            self.results.push(request);
+        }
+    }
+
+    fn frame<'a>(
+        &mut self,
+        shared: &Shared,
+        tag: u8,
+        frame: &'a [u8],
+    ) -> Result<Action<'a>, PgError> {
+        let body = &frame[5..];
+        self.results.response(tag, body).map_err(upstream)?;
+        let action = match tag {
+            b'D' => {
+                let values = data_row_values(body).map_err(upstream)?;
+                match self.rewriter.data_row(self.results.row_columns(), &values) {
+                    Rewrite::Keep => Action::Forward,
+                    Rewrite::Replace(new) if new.len() == values.len() => Action::Row(new),
+                    Rewrite::Replace(new) => {
+                        return Err(invalid_rewrite(
+                            "DataRow",
+                            format!("{} values for a row of {}", new.len(), values.len()),
+                        ));
+                    }
+                }
+            }
+            b'd' => match self.rewriter.copy_data(self.results.copy_format(), body) {
+                Rewrite::Keep => Action::Forward,
+                Rewrite::Replace(data) => {
+                    Action::Message(BackendMessage::CopyData(Bytes::from(data)))
+                }
+            },
+            b'N' => {
+                let BackendMessage::NoticeResponse(fields) = decode(tag, body)? else {
+                    return Err(upstream(CodecError::malformed(
+                        "NoticeResponse",
+                        "wrong type",
+                    )));
+                };
+                match self.rewriter.notice(&fields) {
+                    RewriteOrDrop::Keep => Action::Forward,
+                    RewriteOrDrop::Drop => Action::Drop,
+                    RewriteOrDrop::Replace(fields) => {
+                        check_fields("NoticeResponse", &fields)?;
+                        Action::Message(BackendMessage::NoticeResponse(fields))
+                    }
+                }
+            }
+            b'A' => {
+                let BackendMessage::NotificationResponse {
+                    pid,
+                    channel,
+                    payload,
+                } = decode(tag, body)?
+                else {
+                    return Err(upstream(CodecError::malformed(
+                        "NotificationResponse",
+                        "wrong type",
+                    )));
+                };
+                let seen = Notification {
+                    pid,
+                    channel,
+                    payload,
+                };
+                match self.rewriter.notification(&seen) {
+                    RewriteOrDrop::Keep => Action::Forward,
+                    RewriteOrDrop::Drop => Action::Drop,
+                    RewriteOrDrop::Replace(n) => {
+                        if n.channel.contains('\0') || n.payload.contains('\0') {
+                            return Err(invalid_rewrite(
+                                "NotificationResponse",
+                                "a string holds a NUL byte".into(),
+                            ));
+                        }
+                        Action::Message(BackendMessage::NotificationResponse {
+                            pid: n.pid,
+                            channel: n.channel,
+                            payload: n.payload,
+                        })
+                    }
+                }
+            }
+            b'E' => {
+                // sluice's refusal stands in for its poison's error, and is
+                // what the rewriter sees.
+                let (fields, refusal) = match poison_answer(shared, frame) {
+                    Some(refusal) => (refusal, true),
+                    None => {
+                        let BackendMessage::ErrorResponse(fields) = decode(tag, body)? else {
+                            return Err(upstream(CodecError::malformed(
+                                "ErrorResponse",
+                                "wrong type",
+                            )));
+                        };
+                        (fields, false)
+                    }
+                };
+                match self.rewriter.error(&fields) {
+                    Rewrite::Keep if refusal => {
+                        Action::Message(BackendMessage::ErrorResponse(fields))
+                    }
+                    Rewrite::Keep => Action::Forward,
+                    Rewrite::Replace(fields) => {
+                        check_fields("ErrorResponse", &fields)?;
+                        Action::Message(BackendMessage::ErrorResponse(fields))
+                    }
+                }
+            }
+            _ => Action::Forward,
+        };
+        Ok(action)
+    }
+}
+
+fn decode(tag: u8, body: &[u8]) -> Result<BackendMessage, PgError> {
+    BackendMessage::decode_lossy(Frame {
+        tag,
+        body: Bytes::copy_from_slice(body),
+    })
+    .map_err(upstream)
+}
+
+fn upstream(source: CodecError) -> PgError {
+    PgError::Protocol {
+        leg: "upstream",
+        source,
+    }
+}
+
+fn invalid_rewrite(what: &'static str, reason: String) -> PgError {
+    PgError::Protocol {
+        leg: "rewriter",
+        source: CodecError::malformed(what, reason),
+    }
+}
+
+/// Replacement notice or error fields must encode as valid fields.
+fn check_fields(what: &'static str, fields: &Fields) -> Result<(), PgError> {
+    match fields
+        .iter()
+        .find(|(code, value)| *code == 0 || value.contains('\0'))
+    {
+        Some((code, _)) => Err(invalid_rewrite(
+            what,
+            format!(
+                "field {:?} is a NUL code or holds a NUL byte",
+                *code as char
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Largest frame a rewrite may produce: its length must fit the Int32
+/// length field.
+const MAX_REWRITTEN: usize = i32::MAX as usize;
+
+/// How far one scan of the read buffer got.
+struct Scan {
+    /// End of the complete frames scanned.
+    pos: usize,
+    /// Frames from here to `pos` go to the client as they are, after `out`.
+    written: usize,
+    /// Why the scan stopped early, ending the session.
+    failed: Option<PgError>,
+}
+
+/// Pass the complete frames at the start of `buf` through `down`. What
+/// precedes a replaced or dropped frame, and its replacement, are appended
+/// to `out`; the client is then sent `out` followed by `buf[written..pos]`.
+/// Stops after about 256 KiB so large results stream.
+fn scan<D: Downstream>(
+    down: &mut D,
+    shared: &Shared,
+    reader: FrameReader,
+    buf: &[u8],
+    out: &mut BytesMut,
+) -> Scan {
+    let mut pos = 0;
+    let mut written = 0;
+    let mut failed = None;
+    loop {
+        let (tag, total) = match reader.peek_tagged(&buf[pos..]) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(source) => {
+                failed = Some(upstream(source));
+                break;
+            }
+        };
+        match down.frame(shared, tag, &buf[pos..pos + total]) {
+            Ok(Action::Forward) => {}
+            Ok(action) => {
+                out.extend_from_slice(&buf[written..pos]);
+                let start = out.len();
+                action.encode(out);
+                if out.len() - start > MAX_REWRITTEN {
+                    out.truncate(start);
+                    failed = Some(invalid_rewrite(
+                        sluice_pgwire::backend::name(tag),
+                        "the replacement is too large for one message".into(),
+                    ));
+                    break;
+                }
+                written = pos + total;
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+        pos += total;
+        if pos - written + out.len() >= 256 * 1024 {
+            break;
+        }
+    }
+    Scan {
+        pos,
+        written,
+        failed,
+    }
+}
+
 /// Database → client. Returns the bytes sent to the client and how it ended.
 ///
-/// One frame-header scan per message and no copy: complete frames go to the
-/// client straight from the read buffer. Only an ErrorResponse that answers
-/// a poison statement is replaced.
-async fn backend(
+/// One frame-header scan per message, and `down` per frame. Frames it
+/// forwards go to the client straight from the read buffer, with no copy;
+/// once a frame is replaced or dropped, what precedes it in the buffer and
+/// the replacement are gathered in `out` so that the run still leaves in
+/// one write, in order.
+async fn backend<D: Downstream>(
     mut ur: ReadHalf,
     mut cw: WriteHalf,
     mut buf: BytesMut,
     reader: FrameReader,
     shared: &Shared,
+    mut down: D,
 ) -> (u64, Result<(), PgError>) {
     let mut sent = 0u64;
-    let result = 'session: loop {
+    let mut out = BytesMut::new();
+    let result = loop {
         let fatal = shared
             .fatal
             .lock()
@@ -328,54 +735,66 @@ async fn backend(
         if let Some(msg) = fatal {
             let mut out = BytesMut::new();
             msg.encode(&mut out);
-            let _ = cw.write_all(&buf).await; // what the database already said
+            if !D::INSPECTS {
+                let _ = cw.write_all(&buf).await; // what the database already said
+            }
             let _ = send(&mut cw, &out, "client").await;
             break Ok(());
         }
-        let mut pos = 0;
-        let mut written = 0;
-        loop {
-            let (tag, total) = match reader.peek_tagged(&buf[pos..]) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(source) => {
-                    let _ = cw.write_all(&buf[written..pos]).await;
-                    break 'session Err(PgError::Protocol {
-                        leg: "upstream",
-                        source,
-                    });
-                }
-            };
-            if tag == b'E'
-                && let Some(refusal) = poison_answer(shared, &buf[pos..pos + total])
-            {
-                let mut replacement = BytesMut::new();
-                refusal.encode(&mut replacement);
-                for piece in [&buf[written..pos], &replacement[..]] {
-                    sent += piece.len() as u64;
-                    if let Err(e) = cw.write_all(piece).await {
-                        break 'session Err(PgError::Io {
-                            leg: "client",
-                            source: e,
-                        });
-                    }
-                }
-                written = pos + total;
-            }
-            pos += total;
-            if pos - written >= 256 * 1024 {
-                // Stream large results instead of scanning them all first.
-                break;
-            }
-        }
-        if pos > written {
-            sent += (pos - written) as u64;
-            if let Err(source) = cw.write_all(&buf[written..pos]).await {
+        down.begin(shared);
+        let Scan {
+            pos,
+            written,
+            failed,
+        } = scan(&mut down, shared, reader, &buf, &mut out);
+        let pending = &buf[written..pos];
+        let chunk = if out.is_empty() {
+            pending
+        } else {
+            out.extend_from_slice(pending);
+            &out[..]
+        };
+        if !chunk.is_empty() {
+            sent += chunk.len() as u64;
+            if let Err(source) = cw.write_all(chunk).await {
                 break Err(PgError::Io {
                     leg: "client",
                     source,
                 });
             }
+        }
+        if out.capacity() > 1024 * 1024 {
+            out = BytesMut::new();
+        } else {
+            out.clear();
+        }
+        if let Some(e) = failed {
+            if matches!(
+                e,
+                PgError::Protocol {
+                    leg: "rewriter",
+                    ..
+                }
+            ) {
+                // Fail closed: the client learns why, and gets nothing more.
+                tracing::error!(error = %e, "a rewrite hook broke the protocol; closing the session");
+                let mut msg = BytesMut::new();
+                BackendMessage::ErrorResponse(vec![
+                    (b'S', "FATAL".into()),
+                    (b'V', "FATAL".into()),
+                    (b'C', "XX000".into()),
+                    (
+                        b'M',
+                        "sluice: a rewrite hook produced an invalid message; closing the session"
+                            .into(),
+                    ),
+                ])
+                .encode(&mut msg);
+                let _ = send(&mut cw, &msg, "client").await;
+            } else {
+                let _ = cw.flush().await;
+            }
+            break Err(e);
         }
         if let Err(source) = cw.flush().await {
             break Err(PgError::Io {
@@ -412,7 +831,7 @@ async fn backend(
 
 /// If this ErrorResponse frame answers a poison statement, the refusal that
 /// replaces it.
-fn poison_answer(shared: &Shared, frame: &[u8]) -> Option<BackendMessage> {
+fn poison_answer(shared: &Shared, frame: &[u8]) -> Option<Fields> {
     let mut refusals = shared.refusals.lock().unwrap_or_else(|e| e.into_inner());
     if refusals.is_empty() {
         return None;
@@ -485,18 +904,284 @@ pub(crate) async fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::borrow::Cow;
 
-    #[test]
-    fn poison_errors_are_recognised_in_any_case_and_only_once() {
-        let shared = Shared {
+    use super::*;
+    use crate::hooks::Column;
+
+    fn shared() -> Shared {
+        Shared {
             refusals: Mutex::new(HashMap::new()),
+            requests: Mutex::new(Vec::new()),
             nonce: "ABC".into(),
             fatal: Mutex::new(None),
             wake: Notify::new(),
             terminated: AtomicBool::new(false),
+        }
+    }
+
+    /// Uppercases text values of `holder`, rewrites notices and errors,
+    /// withholds notifications on channel "quiet", and records what it saw.
+    #[derive(Default)]
+    struct Upper {
+        seen: Vec<String>,
+        /// Return a row with one value too many.
+        break_rows: bool,
+    }
+
+    impl Rewriter for Upper {
+        fn data_row<'v>(
+            &mut self,
+            columns: Option<&[Column]>,
+            values: &[Option<&'v [u8]>],
+        ) -> Rewrite<Vec<Value<'v>>> {
+            let Some(columns) = columns else {
+                self.seen.push("row ?".into());
+                return Rewrite::Keep;
+            };
+            self.seen.push(format!("row {}", columns.len()));
+            if self.break_rows {
+                return Rewrite::Replace(vec![None; values.len() + 1]);
+            }
+            Rewrite::Replace(
+                values
+                    .iter()
+                    .zip(columns)
+                    .map(|(v, c)| match v {
+                        Some(v) if c.name == "holder" => Some(Cow::Owned(v.to_ascii_uppercase())),
+                        v => v.map(Cow::Borrowed),
+                    })
+                    .collect(),
+            )
+        }
+        fn notice(&mut self, _fields: &[(u8, String)]) -> RewriteOrDrop<Fields> {
+            self.seen.push("notice".into());
+            RewriteOrDrop::Replace(vec![(b'S', "NOTICE".into()), (b'M', "rewritten".into())])
+        }
+        fn notification(&mut self, n: &Notification) -> RewriteOrDrop<Notification> {
+            self.seen.push(format!("notify {}", n.channel));
+            if n.channel == "quiet" {
+                RewriteOrDrop::Drop
+            } else {
+                RewriteOrDrop::Keep
+            }
+        }
+        fn error(&mut self, fields: &[(u8, String)]) -> Rewrite<Fields> {
+            let code = fields
+                .iter()
+                .find(|(c, _)| *c == b'C')
+                .map(|(_, v)| v.clone());
+            self.seen
+                .push(format!("error {}", code.unwrap_or_default()));
+            Rewrite::Replace(
+                fields
+                    .iter()
+                    .map(|(c, v)| {
+                        (
+                            *c,
+                            if *c == b'M' {
+                                format!("{v} (seen)")
+                            } else {
+                                v.clone()
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    fn holder_description() -> BackendMessage {
+        let field = |name: &str, type_oid| sluice_pgwire::backend::FieldDescription {
+            name: name.into(),
+            table_oid: 16384,
+            column: 1,
+            type_oid,
+            type_size: -1,
+            type_modifier: -1,
+            format: 0,
         };
-        let refusal = BackendMessage::error("42501", "refused");
+        BackendMessage::RowDescription(vec![field("id", 23), field("holder", 25)])
+    }
+
+    fn row(id: &'static str, holder: &'static str) -> BackendMessage {
+        BackendMessage::DataRow(vec![
+            Some(Bytes::from_static(id.as_bytes())),
+            Some(Bytes::from_static(holder.as_bytes())),
+        ])
+    }
+
+    fn notification(channel: &str) -> BackendMessage {
+        BackendMessage::NotificationResponse {
+            pid: 7,
+            channel: channel.into(),
+            payload: "p".into(),
+        }
+    }
+
+    fn encode(msgs: &[BackendMessage]) -> BytesMut {
+        let mut buf = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut buf);
+        }
+        buf
+    }
+
+    /// Scan `buf` once; returns what the client is sent, decoded.
+    fn scan_all<D: Downstream>(
+        down: &mut D,
+        shared: &Shared,
+        buf: &[u8],
+    ) -> (Vec<BackendMessage>, Option<PgError>) {
+        let mut out = BytesMut::new();
+        down.begin(shared);
+        let scan = scan(down, shared, FrameReader::default(), buf, &mut out);
+        out.extend_from_slice(&buf[scan.written..scan.pos]);
+        let mut msgs = Vec::new();
+        while let Some(frame) = FrameReader::default().next_tagged(&mut out).unwrap() {
+            msgs.push(BackendMessage::decode(frame).unwrap());
+        }
+        (msgs, scan.failed)
+    }
+
+    #[test]
+    fn without_a_rewriter_every_frame_is_forwarded_from_the_buffer() {
+        let shared = shared();
+        let buf = encode(&[
+            holder_description(),
+            row("1", "ada"),
+            BackendMessage::NoticeResponse(vec![(b'M', "hi".into())]),
+            BackendMessage::CommandComplete("SELECT 1".into()),
+            BackendMessage::ReadyForQuery(b'I'),
+        ]);
+        let mut out = BytesMut::new();
+        let scan = scan(
+            &mut Forward,
+            &shared,
+            FrameReader::default(),
+            &buf,
+            &mut out,
+        );
+        assert!(out.is_empty() && scan.failed.is_none());
+        assert_eq!((scan.written, scan.pos), (0, buf.len()));
+    }
+
+    #[test]
+    fn rewriter_replaces_in_place_and_in_order() {
+        let shared = shared();
+        shared.requests.lock().unwrap().push(Request::Query);
+        let mut down = Rewriting {
+            rewriter: Box::new(Upper::default()),
+            results: Results::default(),
+        };
+        let done = BackendMessage::CommandComplete("SELECT 2".into());
+        let buf = encode(&[
+            holder_description(),
+            row("1", "ada"),
+            notification("quiet"),
+            row("2", "bob"),
+            BackendMessage::NoticeResponse(vec![(b'M', "hi".into())]),
+            done.clone(),
+            notification("loud"),
+            BackendMessage::ReadyForQuery(b'I'),
+        ]);
+        let (sent, failed) = scan_all(&mut down, &shared, &buf);
+        assert!(failed.is_none());
+        assert_eq!(
+            sent,
+            [
+                holder_description(),
+                row("1", "ADA"),
+                row("2", "BOB"),
+                BackendMessage::NoticeResponse(vec![
+                    (b'S', "NOTICE".into()),
+                    (b'M', "rewritten".into())
+                ]),
+                done,
+                notification("loud"),
+                BackendMessage::ReadyForQuery(b'I'),
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_pass_the_error_hook() {
+        let shared = shared();
+        let refusal = vec![(b'C', "42501".to_string()), (b'M', "refused".into())];
+        shared
+            .refusals
+            .lock()
+            .unwrap()
+            .insert(format!("{POISON}ABC_1"), refusal);
+        shared.requests.lock().unwrap().push(Request::Query);
+        shared.requests.lock().unwrap().push(Request::Query);
+        let mut down = Rewriting {
+            rewriter: Box::new(Upper::default()),
+            results: Results::default(),
+        };
+        let buf = encode(&[
+            BackendMessage::error("42601", "syntax error at or near \"sluice_refused_abc_1\""),
+            BackendMessage::ReadyForQuery(b'I'),
+            BackendMessage::error("22012", "division by zero"),
+            BackendMessage::ReadyForQuery(b'I'),
+        ]);
+        let (sent, failed) = scan_all(&mut down, &shared, &buf);
+        assert!(failed.is_none());
+        assert_eq!(sent[0].field(b'C'), Some("42501"));
+        assert_eq!(sent[0].field(b'M'), Some("refused (seen)"));
+        assert_eq!(sent[2].field(b'M'), Some("division by zero (seen)"));
+    }
+
+    /// Fail closed: a replacement that breaks the protocol ends the
+    /// session; nothing from that frame on reaches the client.
+    #[test]
+    fn a_rewrite_that_breaks_the_protocol_stops_the_stream() {
+        let shared = shared();
+        shared.requests.lock().unwrap().push(Request::Query);
+        let mut down = Rewriting {
+            rewriter: Box::new(Upper {
+                break_rows: true,
+                ..Upper::default()
+            }),
+            results: Results::default(),
+        };
+        let buf = encode(&[holder_description(), row("1", "ada"), row("2", "bob")]);
+        let (sent, failed) = scan_all(&mut down, &shared, &buf);
+        assert_eq!(sent, [holder_description()]);
+        assert!(matches!(
+            failed,
+            Some(PgError::Protocol {
+                leg: "rewriter",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn malformed_rows_from_the_database_are_protocol_errors() {
+        let shared = shared();
+        shared.requests.lock().unwrap().push(Request::Query);
+        let mut down = Rewriting {
+            rewriter: Box::new(Upper::default()),
+            results: Results::default(),
+        };
+        let mut buf = encode(&[holder_description()]);
+        buf.extend_from_slice(b"D\x00\x00\x00\x0a\x00\x01\x00\x00\x00\x09");
+        let (sent, failed) = scan_all(&mut down, &shared, &buf);
+        assert_eq!(sent, [holder_description()]);
+        assert!(matches!(
+            failed,
+            Some(PgError::Protocol {
+                leg: "upstream",
+                source: CodecError::Malformed { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn poison_errors_are_recognised_in_any_case_and_only_once() {
+        let shared = shared();
+        let refusal = vec![(b'C', "42501".to_string()), (b'M', "refused".into())];
         shared
             .refusals
             .lock()

@@ -150,8 +150,21 @@ impl BackendMessage {
     /// Decode one frame from [`crate::FrameReader::next_tagged`].
     pub fn decode(frame: Frame) -> Result<BackendMessage, CodecError> {
         let what = name(frame.tag);
-        let mut r = Reader::new(frame.body, what);
-        let msg = match frame.tag {
+        Self::decode_with(frame.tag, Reader::new(frame.body, what))
+    }
+
+    /// Decode one frame, reading strings that are not UTF-8 lossily (see
+    /// [`Reader::new_lossy`]): for a proxy that inspects messages in a
+    /// session whose `client_encoding` may be anything, and forwards the
+    /// original bytes unless it replaces the message.
+    pub fn decode_lossy(frame: Frame) -> Result<BackendMessage, CodecError> {
+        let what = name(frame.tag);
+        Self::decode_with(frame.tag, Reader::new_lossy(frame.body, what))
+    }
+
+    fn decode_with(tag: u8, mut r: Reader) -> Result<BackendMessage, CodecError> {
+        let what = name(tag);
+        let msg = match tag {
             b'R' => BackendMessage::Authentication(match r.i32()? {
                 0 => Authentication::Ok,
                 2 => Authentication::KerberosV5,
@@ -195,7 +208,7 @@ impl BackendMessage {
             b'G' | b'H' | b'W' => {
                 let format = r.u8()? as i8;
                 let column_formats = r.list16(2, Reader::i16)?;
-                match frame.tag {
+                match tag {
                     b'G' => BackendMessage::CopyInResponse {
                         format,
                         column_formats,
@@ -479,6 +492,55 @@ pub fn name(tag: u8) -> &'static str {
     }
 }
 
+/// The values of a DataRow body (the frame without its 5-byte header),
+/// borrowed from it: no copy and no reference count, for a proxy that looks
+/// at every row of a result and forwards most of them untouched. `None` is
+/// NULL. Errors exactly where [`BackendMessage::decode`] would.
+pub fn data_row_values(body: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
+    let what = "DataRow";
+    let short = |need: usize, has: usize| {
+        CodecError::malformed(what, format!("needs {need} more bytes, has {has}"))
+    };
+    let (count, mut rest) = match body {
+        [a, b, rest @ ..] => (i16::from_be_bytes([*a, *b]), rest),
+        _ => return Err(short(2, body.len())),
+    };
+    let count = usize::try_from(count)
+        .map_err(|_| CodecError::malformed(what, format!("negative count {count}")))?;
+    // Every value takes at least its 4-byte length: never reserve more
+    // than the body could hold, whatever count the peer claims.
+    let mut values = Vec::with_capacity(count.min(rest.len() / 4));
+    for _ in 0..count {
+        let (len, after) = match rest {
+            [a, b, c, d, after @ ..] => (i32::from_be_bytes([*a, *b, *c, *d]), after),
+            _ => return Err(short(4, rest.len())),
+        };
+        match len {
+            -1 => {
+                values.push(None);
+                rest = after;
+            }
+            n if n < 0 => return Err(CodecError::malformed(what, format!("value length {n}"))),
+            n => {
+                let n = n as usize;
+                if after.len() < n {
+                    return Err(short(n, after.len()));
+                }
+                let (value, after) = after.split_at(n);
+                values.push(Some(value));
+                rest = after;
+            }
+        }
+    }
+    if !rest.is_empty() {
+        return Err(CodecError::malformed(
+            what,
+            format!("{} trailing bytes", rest.len()),
+        ));
+    }
+    Ok(values)
+}
+
 fn fields(r: &mut Reader) -> Result<Fields, CodecError> {
     let mut out = Vec::new();
     loop {
@@ -646,6 +708,47 @@ mod tests {
             type_modifier: -1,
             format: 0,
         }]));
+    }
+
+    #[test]
+    fn data_row_values_borrow_what_decode_copies() {
+        let row = BackendMessage::DataRow(vec![Some(b("4111")), None, Some(Bytes::new())]);
+        let mut buf = BytesMut::new();
+        row.encode(&mut buf);
+        let values = data_row_values(&buf[5..]).unwrap();
+        assert_eq!(values, vec![Some(&b"4111"[..]), None, Some(&b""[..])]);
+        // Malformed bodies fail as decode does, never panic.
+        for body in [
+            &b""[..],
+            b"\0",
+            b"\xff\xff",
+            b"\0\x01\0\0\0\x09short",
+            b"\0\x01\xff\xff\xff\xfe",
+            b"\0\x01\xff\xff\xff\xffextra",
+            b"\0\x01\0\0",
+        ] {
+            assert!(
+                matches!(data_row_values(body), Err(CodecError::Malformed { .. })),
+                "{body:?}"
+            );
+            assert!(
+                BackendMessage::decode(Frame {
+                    tag: b'D',
+                    body: Bytes::copy_from_slice(body)
+                })
+                .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn lossy_decoding_keeps_messages_that_are_not_utf8() {
+        // A LATIN1 session: "é" is one byte, 0xE9.
+        let body = Bytes::from_static(b"SNOTICE\0Mcaf\xe9\0\0");
+        let frame = Frame { tag: b'N', body };
+        assert!(BackendMessage::decode(frame.clone()).is_err());
+        let msg = BackendMessage::decode_lossy(frame).unwrap();
+        assert_eq!(msg.field(b'M'), Some("caf\u{fffd}"));
     }
 
     /// One line per malformed frame: (tag, body) → Malformed.

@@ -50,6 +50,10 @@ pub fn exercise(data: &[u8]) {
                     let mut out = BytesMut::new();
                     msg.encode(&mut out);
                 }
+                if frame.tag == b'D' {
+                    let _ = backend::data_row_values(&frame.body);
+                }
+                let _ = BackendMessage::decode_lossy(frame.clone());
                 if let Ok(msg) = BackendMessage::decode(frame) {
                     let mut out = BytesMut::new();
                     msg.encode(&mut out);

@@ -8,12 +8,29 @@ use crate::CodecError;
 pub struct Reader {
     buf: Bytes,
     what: &'static str,
+    lossy: bool,
 }
 
 impl Reader {
     /// Read `body`, naming `what` in errors.
     pub fn new(body: Bytes, what: &'static str) -> Reader {
-        Reader { buf: body, what }
+        Reader {
+            buf: body,
+            what,
+            lossy: false,
+        }
+    }
+
+    /// Like [`Reader::new`], but strings that are not UTF-8 are read with
+    /// U+FFFD in place of invalid sequences instead of failing. Strings are
+    /// in the session's `client_encoding`, which need not be UTF-8; a proxy
+    /// that only looks at a message must not reject it for that.
+    pub fn new_lossy(body: Bytes, what: &'static str) -> Reader {
+        Reader {
+            buf: body,
+            what,
+            lossy: true,
+        }
     }
 
     fn need(&self, n: usize) -> Result<(), CodecError> {
@@ -78,6 +95,9 @@ impl Reader {
         };
         let raw = self.buf.split_to(end);
         self.buf.advance(1);
+        if self.lossy {
+            return Ok(String::from_utf8_lossy(&raw).into_owned());
+        }
         String::from_utf8(raw.to_vec())
             .map_err(|_| CodecError::malformed(self.what, "string is not UTF-8"))
     }
