@@ -537,7 +537,6 @@ fn a_database_restart_gives_live_sessions_a_clean_error() {
 }
 
 #[test]
-#[ignore = "engine bug: when the database closes an idle session, sluice sends the client its errors and FIN but keeps waiting for the client to read from it, so the session (task, both sockets, its close line) lives until the client next speaks"]
 fn a_database_restart_ends_idle_sessions_in_sluice_too() {
     if !require_privileged("database_restart_ends_idle_sessions") {
         return;

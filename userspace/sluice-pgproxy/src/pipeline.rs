@@ -71,6 +71,10 @@ struct Shared {
     /// A fatal error for the client (malformed client input).
     fatal: Mutex<Option<BackendMessage>>,
     wake: Notify,
+    /// The database → client task has ended (the database closed, the
+    /// client stopped reading): the client → database task stops too, so a
+    /// session never outlives its database waiting for an idle client.
+    ended: Notify,
     /// The client sent Terminate (an upstream EOF is then expected).
     terminated: AtomicBool,
 }
@@ -90,6 +94,7 @@ pub(crate) async fn run(
         nonce: nonce(),
         fatal: Mutex::new(None),
         wake: Notify::new(),
+        ended: Notify::new(),
         terminated: AtomicBool::new(false),
     });
     let (cr, cw) = client.split();
@@ -106,7 +111,12 @@ pub(crate) async fn run(
         requests: Vec::new(),
         copy_run: false,
     };
-    let up = front.run(cr, uw, cbuf, reader);
+    let up = async {
+        tokio::select! {
+            r = front.run(cr, uw, cbuf, reader) => r,
+            () = shared.ended.notified() => Ok(()),
+        }
+    };
     // Two instances of the database → client loop: the one without a
     // rewriter compiles to the bare header scan.
     let (up, (bytes_down, down)) = match rewriter {
@@ -826,6 +836,7 @@ async fn backend<D: Downstream>(
         }
     };
     let _ = cw.shutdown().await;
+    shared.ended.notify_one();
     (sent, result)
 }
 
@@ -916,6 +927,7 @@ mod tests {
             nonce: "ABC".into(),
             fatal: Mutex::new(None),
             wake: Notify::new(),
+            ended: Notify::new(),
             terminated: AtomicBool::new(false),
         }
     }
