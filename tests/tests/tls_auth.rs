@@ -121,6 +121,33 @@ fn client_leg_tls_for_prefer_require_and_verify_full_with_plain_still_allowed() 
     // Plain clients keep working where TLS is optional.
     let (ok, out, err) = psql(&s, &info(&db, "sslmode=disable"), "\\conninfo");
     assert!(ok && !out.contains("SSL connection"), "{out}{err}");
+    // Passthrough relays MD5 and cleartext-password exchanges too, over
+    // either kind of client leg.
+    s.pg.sql("SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret'");
+    s.pg.sql("CREATE ROLE plain LOGIN PASSWORD 'plain-secret'");
+    let hba = s.pg.dir.join("data/pg_hba.conf");
+    let old = fs::read_to_string(&hba).unwrap();
+    fs::write(
+        &hba,
+        format!("host all legacy all md5\nhost all plain all password\n{old}"),
+    )
+    .unwrap();
+    s.pg.sql("SELECT pg_reload_conf()");
+    for (user, password) in [("legacy", "legacy-secret"), ("plain", "plain-secret")] {
+        for mode in ["sslmode=disable", "sslmode=require"] {
+            let conninfo = format!(
+                "host={db} port=5432 user={user} password={password} dbname=postgres connect_timeout=5 {mode}"
+            );
+            let (ok, out, err) = psql(&s, &conninfo, "select current_user");
+            assert!(ok && out == user, "{user} {mode}: {out}{err}");
+            let wrong = conninfo.replace(password, "wrong");
+            let (ok, _, err) = psql(&s, &wrong, "select 1");
+            assert!(
+                !ok && err.contains("password authentication failed"),
+                "{user} {mode}: {err}"
+            );
+        }
+    }
     // The close line is written just after psql exits.
     let logged = sluice_lab::wait_for(Duration::from_secs(5), || {
         let log = s.daemon.log_text();
