@@ -30,9 +30,6 @@ use sluice_lab::{
     wait_for,
 };
 
-/// The same policy as `tests/postgres.rs`: `DROP TABLE` and `DELETE`
-/// without WHERE are refused.
-const POLICY: &str = "[policy]\ndeny_patterns = [\"(?i)\\\\bdrop\\\\s+table\\\\b\", \"(?i)^\\\\s*delete\\\\s+from\\\\s+\\\\w+\\\\s*;?\\\\s*$\"]\n";
 const REFUSED: &str = "sluice: statement refused by policy";
 /// What the daemon logs once per session that ended normally.
 const CLOSED: &str = "session closed";
@@ -40,13 +37,7 @@ const CLOSED: &str = "session closed";
 const ENDED_WITH_ERROR: &str = "session ended with an error";
 
 fn setup(tag: &str, index: u8) -> GatewayRun {
-    let s = scenario::start_with(tag, index, "", POLICY);
-    assert!(
-        s.daemon.log_text().contains("deny patterns loaded"),
-        "{}",
-        s.daemon.log_text()
-    );
-    s
+    scenario::start_with_test_policy(tag, index)
 }
 
 /// The agent's connection string through sluice, tagged so the database's

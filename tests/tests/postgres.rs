@@ -10,16 +10,8 @@ use sluice_lab::{
     scenario::{self, GatewayRun},
 };
 
-const POLICY: &str = "[policy]\ndeny_patterns = [\"(?i)\\\\bdrop\\\\s+table\\\\b\", \"(?i)^\\\\s*delete\\\\s+from\\\\s+\\\\w+\\\\s*;?\\\\s*$\"]\n";
-
 fn setup(tag: &str, index: u8) -> GatewayRun {
-    let s = scenario::start_with(tag, index, "", POLICY);
-    assert!(
-        s.daemon.log_text().contains("deny patterns loaded"),
-        "{}",
-        s.daemon.log_text()
-    );
-    s
+    scenario::start_with_test_policy(tag, index)
 }
 
 fn psql(s: &GatewayRun, args: &[&str]) -> (bool, String, String) {

@@ -61,6 +61,23 @@ fn database_tls(pg: &Postgres, ca: &Ca, sans: &[&str]) {
     assert!(on.is_some(), "the database did not turn TLS on");
 }
 
+/// Roles the database authenticates with MD5 (`legacy`, password
+/// `legacy-secret`) and with a cleartext password (`plain`, `plain-secret`),
+/// both allowed to read `cards`.
+fn md5_and_cleartext_roles(pg: &Postgres) {
+    pg.sql("SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret'");
+    pg.sql("CREATE ROLE plain LOGIN PASSWORD 'plain-secret'");
+    pg.sql("GRANT SELECT ON cards TO legacy, plain");
+    let hba = pg.dir.join("data/pg_hba.conf");
+    let old = fs::read_to_string(&hba).unwrap();
+    fs::write(
+        &hba,
+        format!("host all legacy all md5\nhost all plain all password\n{old}"),
+    )
+    .unwrap();
+    pg.sql("SELECT pg_reload_conf()");
+}
+
 #[test]
 fn client_leg_tls_for_prefer_require_and_verify_full_with_plain_still_allowed() {
     if !require_privileged("client_leg_tls") {
@@ -123,16 +140,7 @@ fn client_leg_tls_for_prefer_require_and_verify_full_with_plain_still_allowed() 
     assert!(ok && !out.contains("SSL connection"), "{out}{err}");
     // Passthrough relays MD5 and cleartext-password exchanges too, over
     // either kind of client leg.
-    s.pg.sql("SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret'");
-    s.pg.sql("CREATE ROLE plain LOGIN PASSWORD 'plain-secret'");
-    let hba = s.pg.dir.join("data/pg_hba.conf");
-    let old = fs::read_to_string(&hba).unwrap();
-    fs::write(
-        &hba,
-        format!("host all legacy all md5\nhost all plain all password\n{old}"),
-    )
-    .unwrap();
-    s.pg.sql("SELECT pg_reload_conf()");
+    md5_and_cleartext_roles(&s.pg);
     for (user, password) in [("legacy", "legacy-secret"), ("plain", "plain-secret")] {
         for mode in ["sslmode=disable", "sslmode=require"] {
             let conninfo = format!(
@@ -262,19 +270,7 @@ fn credential_injection_logs_in_with_vaulted_passwords_the_workload_never_holds(
     let s = start_custom("t4", 26, |p| {
         // Roles authenticated three ways: SCRAM (the lab role), MD5, and
         // cleartext password.
-        p.pg.sql(
-            "SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret'",
-        );
-        p.pg.sql("CREATE ROLE plain LOGIN PASSWORD 'plain-secret'");
-        p.pg.sql("GRANT SELECT ON cards TO legacy, plain");
-        let hba = p.pg.dir.join("data/pg_hba.conf");
-        let old = fs::read_to_string(&hba).unwrap();
-        fs::write(
-            &hba,
-            format!("host all legacy all md5\nhost all plain all password\n{old}"),
-        )
-        .unwrap();
-        p.pg.sql("SELECT pg_reload_conf()");
+        md5_and_cleartext_roles(p.pg);
         // Both legs encrypted: the database's certificate is not checked
         // (upstream_tls = "require", libpq's meaning).
         database_tls(
