@@ -149,25 +149,51 @@ impl Drop for Daemon {
     }
 }
 
-/// A config for the gateway lab.
-pub fn gateway_config(bpffs_dir: &Path, iface: &str, targets: &[(&str, &str, u16)]) -> String {
+/// A config for the gateway lab; the session store lives in `state`.
+pub fn gateway_config(
+    bpffs_dir: &Path,
+    state: &Path,
+    iface: &str,
+    targets: &[(&str, &str, u16)],
+) -> String {
     let mut s = format!(
         "[proxy]\nbpffs_dir = \"{}\"\nconnect_timeout_ms = 3000\n\n[gateway]\ninterfaces = [\"{iface}\"]\nlisten_port = 15432\n",
         bpffs_dir.display()
     );
+    push_store(&mut s, state);
     push_targets(&mut s, targets);
     s
 }
 
-/// A config for the jump-host lab.
-pub fn jump_config(bpffs_dir: &Path, cgroup: &Path, targets: &[(&str, &str, u16)]) -> String {
+/// A config for the jump-host lab; the session store lives in `state`.
+pub fn jump_config(
+    bpffs_dir: &Path,
+    state: &Path,
+    cgroup: &Path,
+    targets: &[(&str, &str, u16)],
+) -> String {
     let mut s = format!(
         "[proxy]\nbpffs_dir = \"{}\"\nconnect_timeout_ms = 3000\n\n[jump_host]\ncgroups = [\"{}\"]\nlisten = \"127.0.0.1:15433\"\nlisten_v6 = \"[::1]:15433\"\n",
         bpffs_dir.display(),
         cgroup.display()
     );
+    push_store(&mut s, state);
     push_targets(&mut s, targets);
     s
+}
+
+/// The store and its signing key under `state` (see [`store_dir`]).
+fn push_store(s: &mut String, state: &Path) {
+    s.push_str(&format!(
+        "\n[store]\npath = \"{}\"\nsigning_key = \"{}\"\n",
+        store_dir(state).display(),
+        state.join("audit.key").display()
+    ));
+}
+
+/// Where a lab config keeps its session store.
+pub fn store_dir(state: &Path) -> PathBuf {
+    state.join("store")
 }
 
 fn push_targets(s: &mut String, targets: &[(&str, &str, u16)]) {

@@ -99,7 +99,7 @@ pub fn start_custom(
         lab: &lab,
         pg: &pg,
     });
-    let mut cfg = gateway_config(&bpffs, &lab.gw_agent_if, &targets)
+    let mut cfg = gateway_config(&bpffs, &scratch.0, &lab.gw_agent_if, &targets)
         .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy));
     for ((name, _, _), more) in targets.iter().zip([&extra.target_v4, &extra.target_v6]) {
         let header = format!("name = \"{name}\"\n");

@@ -30,6 +30,7 @@ fn setup(tag: &str) -> Setup {
     let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
     let cfg = jump_config(
         &bpffs,
+        &scratch.0,
         &lab.cgroup,
         &[("lab-pg", &lab.db_ip, 5432), ("lab-pg6", &lab.db_ip6, 5432)],
     );

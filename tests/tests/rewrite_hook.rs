@@ -232,6 +232,7 @@ impl Lab {
             }),
             cancels: CancelRegistry::default(),
             client_tls: None,
+            store: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Threads inherit the network namespace of the thread that spawns
@@ -317,6 +318,8 @@ fn serve(
                             original: database,
                             target: &target,
                             workload: Workload { addr: peer.ip(), uid: None },
+                            identity: "in-process",
+                            facts: &Default::default(),
                         };
                         let dial = |addr| async move {
                             let upstream = tokio::net::TcpStream::connect(addr).await?;

@@ -69,6 +69,61 @@ pub struct Config {
     /// TLS on the client leg: sluice terminates it with this certificate.
     /// Absent: clients asking for TLS are told the server has none (`N`).
     pub tls: Option<ClientTlsConfig>,
+    /// The session store: where every session is recorded.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The session store (RocksDB): durable, hash-chained, signed audit
+/// evidence of every session.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Record sessions. Turning this off leaves sessions unrecorded, which
+    /// PCI DSS requirement 10 does not allow; it exists for benchmarks of
+    /// the relay alone.
+    pub enabled: bool,
+    /// The RocksDB directory (created mode 700).
+    pub path: PathBuf,
+    /// The ed25519 checkpoint signing key, created on first start (mode
+    /// 600); the public key is written beside it as `<key>.pub`.
+    pub signing_key: PathBuf,
+    /// `"sync"`: a statement reaches the database only once its event is
+    /// on disk (fsync, group-committed across sessions). `"batch"`: events
+    /// are written at once and fsynced every `batch_window_ms`, so a power
+    /// failure can lose that window (a crash of sluice alone loses nothing).
+    pub durability: Durability,
+    /// Longest time between fsyncs with `durability = "batch"`.
+    pub batch_window_ms: u64,
+    /// Longest time between signed checkpoints while sessions are active.
+    pub checkpoint_interval_ms: u64,
+    /// Sessions are removed this many days after they started (PCI DSS:
+    /// at least a year of audit history).
+    pub retention_days: u32,
+}
+
+/// When an event counts as recorded.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// fsync before the statement goes on.
+    Sync,
+    /// fsync within `batch_window_ms`.
+    Batch,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            path: PathBuf::from("/var/lib/sluice/store"),
+            signing_key: PathBuf::from("/var/lib/sluice/audit-signing.key"),
+            durability: Durability::Sync,
+            batch_window_ms: 10,
+            checkpoint_interval_ms: 1000,
+            retention_days: 400,
+        }
+    }
 }
 
 /// TLS that sluice terminates for clients. The certificate must name the
@@ -394,6 +449,31 @@ impl Config {
                     format!("not a valid regular expression: {e}"),
                 ));
             }
+        }
+        let st = &self.store;
+        if st.retention_days < 1 {
+            return Err(invalid(
+                "store.retention_days",
+                "expected at least 1 day (PCI DSS asks for 365 or more)".into(),
+            ));
+        }
+        if !(1..=1000).contains(&st.batch_window_ms) {
+            return Err(invalid(
+                "store.batch_window_ms",
+                "expected 1-1000 milliseconds".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&st.checkpoint_interval_ms) {
+            return Err(invalid(
+                "store.checkpoint_interval_ms",
+                "expected 10-60000 milliseconds".into(),
+            ));
+        }
+        if st.enabled && st.path == st.signing_key {
+            return Err(invalid(
+                "store.signing_key",
+                "must be a file outside the store directory".into(),
+            ));
         }
         let p = &self.proxy;
         if p.max_message_bytes < 1024 {

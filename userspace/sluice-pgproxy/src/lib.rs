@@ -19,6 +19,7 @@ pub mod hooks;
 mod inject;
 mod io;
 mod pipeline;
+mod record;
 mod results;
 mod startup;
 pub mod tls;
@@ -103,6 +104,9 @@ pub struct SessionConfig {
     pub cancels: CancelRegistry,
     /// TLS for the client leg; None answers SSLRequest with `N`.
     pub client_tls: Option<ClientTls>,
+    /// Where sessions are recorded; None records nothing (the relay
+    /// benchmark, in-process tests).
+    pub store: Option<sluice_store::Store>,
 }
 
 /// TLS that sluice terminates for clients.
@@ -152,6 +156,10 @@ pub struct Route<'a> {
     pub target: &'a TargetSettings,
     /// Who is connecting.
     pub workload: Workload,
+    /// The workload identity the session is recorded under.
+    pub identity: &'a str,
+    /// The facts it was derived from, as recorded.
+    pub facts: &'a sluice_store::event::Facts,
 }
 
 /// What a finished session reports for its close log line.
@@ -179,4 +187,10 @@ pub struct Summary {
     pub cancel_routed: bool,
     /// The client's connection broke mid-session (the socket error).
     pub client_lost: Option<String>,
+    /// `application_name` from the startup message.
+    pub application: Option<String>,
+    /// Why a ready session ended ("client terminated", …).
+    pub end_reason: Option<&'static str>,
+    /// The session's id in the store.
+    pub session_id: Option<u64>,
 }

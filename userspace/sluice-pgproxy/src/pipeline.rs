@@ -47,10 +47,13 @@ use tokio::{
     sync::Notify,
 };
 
+use sluice_store::SessionLog;
+
 use crate::{
     Decision, PgError, SessionConfig, Statement, Summary,
     hooks::{Notification, Rewrite, RewriteOrDrop, Rewriter, Value},
     io::{Conn, ReadHalf, WriteHalf},
+    record::{self, Exec, Execs, Observer},
     results::{Request, Results},
 };
 
@@ -77,6 +80,19 @@ struct Shared {
     ended: Notify,
     /// The client sent Terminate (an upstream EOF is then expected).
     terminated: AtomicBool,
+    /// Executions and sync points the database will answer (recording only).
+    execs: Execs,
+    /// Why the session ended, when it was not the client's Terminate.
+    ended_by: Mutex<Option<&'static str>>,
+}
+
+impl Shared {
+    fn ended_by(&self, why: &'static str) {
+        self.ended_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
 }
 
 pub(crate) async fn run(
@@ -85,6 +101,7 @@ pub(crate) async fn run(
     cbuf: BytesMut,
     ubuf: BytesMut,
     config: &SessionConfig,
+    log: Option<&SessionLog>,
     summary: &mut Summary,
 ) -> Result<(), PgError> {
     let rewriter = config.policy.rewriter();
@@ -96,6 +113,8 @@ pub(crate) async fn run(
         wake: Notify::new(),
         ended: Notify::new(),
         terminated: AtomicBool::new(false),
+        execs: Execs::default(),
+        ended_by: Mutex::new(None),
     });
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
@@ -110,6 +129,10 @@ pub(crate) async fn run(
         track: rewriter.is_some(),
         requests: Vec::new(),
         copy_run: false,
+        log,
+        unsynced: false,
+        execs: Vec::new(),
+        portals: HashMap::new(),
     };
     let up = async {
         tokio::select! {
@@ -119,16 +142,29 @@ pub(crate) async fn run(
     };
     // Two instances of the database → client loop: the one without a
     // rewriter compiles to the bare header scan.
+    let observer = log.map(|log| Observer::new(log, &shared.execs));
     let (up, (bytes_down, down)) = match rewriter {
-        None => tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, Forward)),
+        None => tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, Forward, observer)),
         Some(rewriter) => {
             let rewriting = Rewriting {
                 rewriter,
                 results: Results::default(),
             };
-            tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, rewriting))
+            tokio::join!(
+                up,
+                backend(ur, cw, ubuf, reader, &shared, rewriting, observer)
+            )
         }
     };
+    summary.end_reason = Some(if shared.terminated.load(Ordering::Acquire) {
+        "client terminated"
+    } else {
+        shared
+            .ended_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or("client disconnected")
+    });
     summary.statements_allowed = front.counts.allowed;
     summary.statements_denied = front.counts.denied;
     summary.bytes_up = front.counts.bytes;
@@ -160,6 +196,14 @@ struct Frontend<'a> {
     requests: Vec<Request>,
     /// The last request queued was CopyData (only the first of a run is).
     copy_run: bool,
+    /// The session's record: statements are recorded as they are decided.
+    log: Option<&'a SessionLog>,
+    /// Events were recorded since the last durability wait.
+    unsynced: bool,
+    /// Executions of the messages in `out` (recording only).
+    execs: Vec<Exec>,
+    /// The statement event (Bind) behind each portal, for its Executes.
+    portals: HashMap<String, Option<u32>>,
 }
 
 impl Frontend<'_> {
@@ -184,18 +228,13 @@ impl Frontend<'_> {
                 }
                 if terminate {
                     self.shared.terminated.store(true, Ordering::Release);
-                    self.counts.bytes += out.len() as u64;
-                    self.queue_requests();
-                    send(&mut uw, &out, "upstream").await?;
+                    self.forward(&mut uw, &out).await?;
                     let _ = uw.shutdown().await;
                     return Ok(());
                 }
             }
             if !out.is_empty() {
-                self.counts.bytes += out.len() as u64;
-                // Before the bytes leave: the answers may be back at once.
-                self.queue_requests();
-                send(&mut uw, &out, "upstream").await?;
+                self.forward(&mut uw, &out).await?;
                 out.clear();
             }
             if buf.capacity() - buf.len() < 4096 {
@@ -208,22 +247,65 @@ impl Frontend<'_> {
             if n == 0 {
                 // The client went away without Terminate (killed, network
                 // loss): close upstream so the backend ends too.
+                self.shared.ended_by("client disconnected");
                 let _ = uw.shutdown().await;
                 return Ok(());
             }
         }
     }
 
+    /// Send what was decided: once its events are durable, with the
+    /// answers it will get queued for the other task first (they may be
+    /// back at once).
+    async fn forward(&mut self, uw: &mut WriteHalf, out: &[u8]) -> Result<(), PgError> {
+        if self.unsynced
+            && let Some(log) = self.log
+        {
+            self.unsynced = false;
+            if let Err(e) = log.durable().await {
+                return Err(self.store_failed(uw, e).await);
+            }
+        }
+        self.counts.bytes += out.len() as u64;
+        self.queue_requests();
+        self.shared.execs.extend(&mut self.execs);
+        send(uw, out, "upstream").await
+    }
+
+    /// The store could not record: nothing of the batch reaches the
+    /// database, the client is told why, and the session ends (fail closed).
+    async fn store_failed(&self, uw: &mut WriteHalf, e: sluice_store::StoreError) -> PgError {
+        tracing::error!(error = %e, "statement refused: the audit store could not record it");
+        let _ = uw.shutdown().await;
+        self.shared.ended_by("audit store failure");
+        *self.shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(BackendMessage::ErrorResponse(vec![
+                (b'S', "FATAL".into()),
+                (b'V', "FATAL".into()),
+                (b'C', "58030".into()),
+                (
+                    b'M',
+                    "sluice: the audit store could not record this statement, so it was not sent to the database; closing the session".into(),
+                ),
+                (b'D', e.to_string()),
+            ]));
+        self.shared.wake.notify_one();
+        PgError::Refused(format!("audit store failure: {e}"))
+    }
+
     /// Malformed client input: flush what was accepted, have the other task
     /// tell the client, and end the session.
     async fn fatal(
-        &self,
+        &mut self,
         uw: &mut WriteHalf,
         pending: &BytesMut,
         source: sluice_pgwire::CodecError,
     ) -> PgError {
-        let _ = send(uw, pending, "upstream").await;
+        if let Err(e) = self.forward(uw, pending).await {
+            return e;
+        }
         let _ = uw.shutdown().await;
+        self.shared.ended_by("invalid message from the client");
         let message =
             format!("sluice: invalid message from the client ({source}); closing the session");
         *self.shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -262,32 +344,58 @@ impl Frontend<'_> {
             if self.track {
                 self.track_undecided(&frame)?;
             }
+            if self.log.is_some() {
+                self.track_execution(&frame)?;
+            }
             put_frame(out, &frame);
             return Ok(());
         }
         let msg = FrontendMessage::decode(frame.clone())?;
         let decision = match &msg {
-            FrontendMessage::Query(text) => self.decide(text, &[], "simple"),
+            FrontendMessage::Query(text) => {
+                let (d, seq) = self.decide(text, &[], &[], "simple", "simple");
+                self.executes(seq, true);
+                d
+            }
             FrontendMessage::Parse { name, query, .. } => {
-                let d = self.decide(query, &[], "extended");
+                let (d, _) = self.decide(query, &[], &[], "extended", "parse");
                 if d == Decision::Allow {
                     self.statements.insert(name.clone(), query.clone());
                 }
                 d
             }
             FrontendMessage::Bind {
-                statement, params, ..
+                portal,
+                statement,
+                param_formats,
+                params,
+                ..
             } => {
                 // A statement prepared on another path has no text here:
                 // decide on what is known (an empty text).
                 let text = self.statements.get(statement).cloned().unwrap_or_default();
-                self.decide(&text, params, "extended")
+                let (d, seq) = self.decide(&text, params, param_formats, "extended", "bind");
+                if self.log.is_some() {
+                    self.portals.insert(portal.clone(), seq);
+                }
+                d
             }
-            FrontendMessage::FunctionCall { oid, args, .. } => self.decide(
-                &format!("-- fast-path function call, oid {oid}"),
+            FrontendMessage::FunctionCall {
+                oid,
                 args,
-                "function-call",
-            ),
+                arg_formats,
+                ..
+            } => {
+                let (d, seq) = self.decide(
+                    &format!("-- fast-path function call, oid {oid}"),
+                    args,
+                    arg_formats,
+                    "function-call",
+                    "function_call",
+                );
+                self.executes(seq, true);
+                d
+            }
             FrontendMessage::Close {
                 target: Target::Statement,
                 name,
@@ -376,7 +484,16 @@ impl Frontend<'_> {
         }
     }
 
-    fn decide(&mut self, text: &str, params: &[Option<Bytes>], protocol: &'static str) -> Decision {
+    /// Decide a statement and, when recording, record it; returns the
+    /// decision and the statement event's seq.
+    fn decide(
+        &mut self,
+        text: &str,
+        params: &[Option<Bytes>],
+        formats: &[i16],
+        protocol: &'static str,
+        record_as: &'static str,
+    ) -> (Decision, Option<u32>) {
         let d = self.config.policy.decide(&Statement {
             text,
             params,
@@ -389,7 +506,43 @@ impl Frontend<'_> {
                 tracing::info!(event = "statement_denied", rule = %rule, protocol, statement = %truncate(text, 200), "statement refused");
             }
         }
-        d
+        let seq = self.log.map(|log| {
+            self.unsynced = true;
+            log.record(&record::statement(record_as, text, params, formats, &d))
+        });
+        (d, seq)
+    }
+
+    /// A simple query or function call: one execution, then ReadyForQuery.
+    fn executes(&mut self, statement: Option<u32>, simple: bool) {
+        if self.log.is_some() {
+            self.execs.push(Exec::Run {
+                statement,
+                simple,
+                sent: std::time::Instant::now(),
+                done: 0,
+            });
+            if simple {
+                self.execs.push(Exec::Ready);
+            }
+        }
+    }
+
+    /// Execute and Sync, which pass undecided.
+    fn track_execution(&mut self, frame: &Frame) -> Result<(), sluice_pgwire::CodecError> {
+        match frame.tag {
+            b'E' => {
+                if let FrontendMessage::Execute { portal, .. } =
+                    FrontendMessage::decode(frame.clone())?
+                {
+                    let statement = self.portals.get(&portal).copied().flatten();
+                    self.executes(statement, false);
+                }
+            }
+            b'S' => self.execs.push(Exec::Ready),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Register a refusal; returns the poison statement that stands in for it.
@@ -673,6 +826,7 @@ fn scan<D: Downstream>(
     reader: FrameReader,
     buf: &[u8],
     out: &mut BytesMut,
+    observer: &mut Option<Observer<'_>>,
 ) -> Scan {
     let mut pos = 0;
     let mut written = 0;
@@ -686,7 +840,15 @@ fn scan<D: Downstream>(
                 break;
             }
         };
-        match down.frame(shared, tag, &buf[pos..pos + total]) {
+        let action = down.frame(shared, tag, &buf[pos..pos + total]);
+        if let (Some(o), Ok(action)) = (observer.as_mut(), &action) {
+            let replaced = match action {
+                Action::Message(BackendMessage::ErrorResponse(f)) => Some(f),
+                _ => None,
+            };
+            o.frame(tag, &buf[pos..pos + total], replaced);
+        }
+        match action {
             Ok(Action::Forward) => {}
             Ok(action) => {
                 out.extend_from_slice(&buf[written..pos]);
@@ -733,6 +895,7 @@ async fn backend<D: Downstream>(
     reader: FrameReader,
     shared: &Shared,
     mut down: D,
+    mut observer: Option<Observer<'_>>,
 ) -> (u64, Result<(), PgError>) {
     let mut sent = 0u64;
     let mut out = BytesMut::new();
@@ -756,7 +919,7 @@ async fn backend<D: Downstream>(
             pos,
             written,
             failed,
-        } = scan(&mut down, shared, reader, &buf, &mut out);
+        } = scan(&mut down, shared, reader, &buf, &mut out, &mut observer);
         let pending = &buf[written..pos];
         let chunk = if out.is_empty() {
             pending
@@ -823,10 +986,12 @@ async fn backend<D: Downstream>(
             read = ur.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) if shared.terminated.load(Ordering::Acquire) => break Ok(()),
                 Ok(0) => {
+                    shared.ended_by("the database closed the connection");
                     lost_database(&mut cw).await;
                     break Ok(());
                 }
                 Err(source) => {
+                    shared.ended_by("the database connection failed");
                     lost_database(&mut cw).await;
                     break Err(PgError::Io { leg: "upstream", source });
                 }
@@ -929,6 +1094,8 @@ mod tests {
             wake: Notify::new(),
             ended: Notify::new(),
             terminated: AtomicBool::new(false),
+            execs: Execs::default(),
+            ended_by: Mutex::new(None),
         }
     }
 
@@ -1047,7 +1214,7 @@ mod tests {
     ) -> (Vec<BackendMessage>, Option<PgError>) {
         let mut out = BytesMut::new();
         down.begin(shared);
-        let scan = scan(down, shared, FrameReader::default(), buf, &mut out);
+        let scan = scan(down, shared, FrameReader::default(), buf, &mut out, &mut None);
         out.extend_from_slice(&buf[scan.written..scan.pos]);
         let mut msgs = Vec::new();
         while let Some(frame) = FrameReader::default().next_tagged(&mut out).unwrap() {
@@ -1073,6 +1240,7 @@ mod tests {
             FrameReader::default(),
             &buf,
             &mut out,
+            &mut None,
         );
         assert!(out.is_empty() && scan.failed.is_none());
         assert_eq!((scan.written, scan.pos), (0, buf.len()));

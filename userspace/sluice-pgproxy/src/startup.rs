@@ -22,6 +22,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use bytes::BytesMut;
+use sluice_store::event::{Event, SessionEnd, SessionStart};
 use sluice_pgwire::{
     BackendMessage, CodecError, Frame, FrameReader, FrontendMessage, StartupRequest,
     backend::Authentication, startup::PROTOCOL_3_0,
@@ -58,28 +59,50 @@ where
     Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
 {
     let mut summary = Summary::default();
+    let started = std::time::Instant::now();
     let established = tokio::time::timeout(
         STARTUP_TIMEOUT,
         establish(client, &route, config, dial, &mut summary),
     )
     .await
-    .map_err(|_| PgError::Refused("startup did not complete within 60 s".into()))??;
-    let Some(ready) = established else {
-        return Ok(summary);
+    .map_err(|_| PgError::Refused("startup did not complete within 60 s".into()))
+    .and_then(|r| r);
+    let ready = match established {
+        Ok(Some(ready)) => ready,
+        // A login that failed or was refused is evidence too (PCI DSS
+        // 10.2.1.4): recorded as a session that ended at startup, once
+        // the client has said who it is.
+        Ok(None) | Err(_) if summary.cancel_routed || summary.user.is_none() => {
+            return established.map(|_| summary);
+        }
+        Ok(None) => {
+            record_refused(&route, config, &summary, "login refused by the database");
+            return Ok(summary);
+        }
+        Err(e) => {
+            record_refused(&route, config, &summary, &e.to_string());
+            return Err(e);
+        }
     };
+    let log = config
+        .store
+        .as_ref()
+        .map(|store| store.begin(start_event(&route, &summary)));
+    summary.session_id = log.as_ref().map(|l| l.id());
     let result = pipeline::run(
         ready.client,
         ready.upstream,
         ready.cbuf,
         ready.ubuf,
         config,
+        log.as_ref(),
         &mut summary,
     )
     .await;
     if let Some(s) = ready.synthetic {
         config.cancels.unregister(s);
     }
-    match result {
+    let result = match result {
         // A client that vanishes mid-session (killed, network loss) ends it
         // as ordinarily as one that says Terminate; the summary still counts.
         Err(PgError::Io {
@@ -90,6 +113,60 @@ where
             Ok(summary)
         }
         other => other.map(|()| summary),
+    };
+    if let Some(log) = &log {
+        let (reason, s) = match &result {
+            Ok(s) => (
+                match &s.client_lost {
+                    Some(e) => format!("client connection lost: {e}"),
+                    None => s.end_reason.unwrap_or("ended").to_owned(),
+                },
+                s,
+            ),
+            Err(e) => (e.to_string(), &Summary::default()),
+        };
+        log.record(&Event::SessionEnd(SessionEnd {
+            reason,
+            statements: s.statements_allowed,
+            denied: s.statements_denied,
+            bytes_up: s.bytes_up,
+            bytes_down: s.bytes_down,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
+    }
+    result
+}
+
+/// The session start event.
+fn start_event(route: &Route<'_>, summary: &Summary) -> SessionStart {
+    SessionStart {
+        protocol: "postgres".into(),
+        identity: route.identity.to_owned(),
+        facts: route.facts.clone(),
+        original: route.original.to_string(),
+        target: route.target.name.clone(),
+        user: summary.user.clone(),
+        database: summary.database.clone(),
+        application: summary.application.clone(),
+        client_tls: summary.client_tls,
+        upstream_tls: summary.upstream_tls,
+        auth: match route.target.auth {
+            TargetAuth::Passthrough => "passthrough",
+            TargetAuth::Inject(_) => "inject",
+        }
+        .into(),
+        upstream_user: summary.upstream_user.clone(),
+    }
+}
+
+/// Record a session that never became ready: its start and its end.
+fn record_refused(route: &Route<'_>, config: &SessionConfig, summary: &Summary, why: &str) {
+    if let Some(store) = &config.store {
+        let log = store.begin(start_event(route, summary));
+        log.record(&Event::SessionEnd(SessionEnd {
+            reason: why.to_owned(),
+            ..SessionEnd::default()
+        }));
     }
 }
 
@@ -183,6 +260,7 @@ where
     };
     summary.user = param(&params, "user");
     summary.database = param(&params, "database").or_else(|| summary.user.clone());
+    summary.application = param(&params, "application_name");
     if version != PROTOCOL_3_0 || !declined.is_empty() {
         let mut n = BytesMut::new();
         BackendMessage::NegotiateProtocolVersion {

@@ -22,7 +22,7 @@ use std::{
 };
 
 pub use listen::{bind_jump, bind_transparent};
-pub use setup::SetupError;
+pub use setup::{SetupError, store_options};
 use sluice_intercept::FlowFacts;
 use tokio::{
     net::TcpListener,

@@ -66,10 +66,13 @@ async fn relay_one(
                 Facts::Remote { .. } => None,
             },
         };
+        let (identity, recorded) = recorded_facts(&facts);
         let route = sluice_pgproxy::Route {
             original: dst.0,
             target,
             workload,
+            identity: &identity,
+            facts: &recorded,
         };
         let dial_to = |addr: SocketAddr| async move {
             let up = dial(relay, addr)
@@ -90,6 +93,7 @@ async fn relay_one(
                     statements_denied = s.statements_denied,
                     cancel = s.cancel_routed,
                     client_lost = s.client_lost.as_deref().unwrap_or(""),
+                    recorded = s.session_id.unwrap_or(0),
                     "postgres session ended"
                 );
                 Ok((facts, dst, s.bytes_up, s.bytes_down))
@@ -112,6 +116,52 @@ async fn relay_one(
         }
     };
     Ok((facts, dst, up, down))
+}
+
+/// The identity a session is recorded under, and its facts as recorded.
+/// Until identity rules exist, a workload is named by what is known for
+/// certain: `uid:<n>` for a local process, `host:<ip>` for an agent host.
+fn recorded_facts(facts: &Facts) -> (String, sluice_store::event::Facts) {
+    match facts {
+        Facts::Remote {
+            client,
+            interface,
+            mac,
+        } => (
+            format!("host:{}", client.0.ip()),
+            sluice_store::event::Facts {
+                client: client.0.to_string(),
+                interface: interface.clone(),
+                mac: mac.clone(),
+                ..Default::default()
+            },
+        ),
+        Facts::Local {
+            client,
+            pid,
+            uid,
+            gid,
+            comm,
+            cgroup_id,
+            cgroup,
+            cmdline,
+        } => (
+            format!("uid:{uid}"),
+            sluice_store::event::Facts {
+                client: client.0.to_string(),
+                pid: Some(*pid),
+                uid: Some(*uid),
+                gid: Some(*gid),
+                comm: Some(comm.clone()),
+                cgroup_id: Some(*cgroup_id),
+                cgroup: cgroup.clone(),
+                cmdline: cmdline
+                    .as_deref()
+                    .map(|c| sluice_store::redact::mask_pans(c).into_owned()),
+                ..Default::default()
+            },
+        ),
+    }
 }
 
 fn resolve(

@@ -34,6 +34,23 @@ pub enum SetupError {
     Secrets(ConfigError),
 }
 
+/// The store options a configuration asks for.
+pub fn store_options(config: &sluice_config::StoreConfig) -> sluice_store::StoreOptions {
+    use std::time::Duration;
+    sluice_store::StoreOptions {
+        path: config.path.clone(),
+        key: config.signing_key.clone(),
+        durability: match config.durability {
+            sluice_config::Durability::Sync => sluice_store::Durability::Sync,
+            sluice_config::Durability::Batch => sluice_store::Durability::Batch {
+                window: Duration::from_millis(config.batch_window_ms),
+            },
+        },
+        checkpoint_interval: Duration::from_millis(config.checkpoint_interval_ms),
+        retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
+    }
+}
+
 impl RelaySettings {
     /// Build the relay's settings from a validated configuration, loading
     /// every file it names (certificates, keys, CA bundles, secrets).
@@ -97,6 +114,8 @@ impl RelaySettings {
                 policy: Arc::new(policy),
                 cancels: CancelRegistry::default(),
                 client_tls,
+                // Opened by `sluice run` (it holds the store's lock).
+                store: None,
             },
             targets,
             upstream_mark: config.proxy.upstream_mark,

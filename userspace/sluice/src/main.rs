@@ -1,8 +1,8 @@
 //! The `sluice` command: the daemon (`run`), host checks (`doctor`),
-//! configuration checks (`config check`), workload tokens (`token new`)
-//! and crash cleanup (`cleanup`).
-#![forbid(unsafe_code)]
+//! configuration checks (`config check`), the auditor's commands
+//! (`audit`), workload tokens (`token new`) and crash cleanup (`cleanup`).
 
+mod audit;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -65,6 +65,14 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Recorded sessions: list, show, export, verify, replay, stats.
+    ///
+    /// Every session through sluice is recorded in the store as a hash
+    /// chain of events, with signed checkpoints. These commands read the
+    /// store without changing it, also while the daemon runs; `verify`
+    /// needs only the public key.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Workload tokens for credential injection.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Doctor => doctor_cmd(),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Status { config } => match Config::load(&config) {
             Ok(c) => match sluice_intercept::Interceptor::status(&c) {
                 None => {
@@ -253,6 +262,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// Files sluice creates from here on (the store, its key) are readable by
+/// their owner only.
+pub(crate) fn private_files() {
+    #[allow(unsafe_code)]
+    // SAFETY: umask only sets the process's file-creation mask; it has no
+    // memory effects and cannot fail.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 

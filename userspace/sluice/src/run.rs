@@ -28,7 +28,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Every file the configuration names is loaded before anything is
     // bound or attached: a bad certificate is a start-up error, not a
     // failure of the first session.
-    let settings = RelaySettings::from_config(&config)?;
+    let mut settings = RelaySettings::from_config(&config)?;
+    let store = open_store(&config)?;
+    settings.postgres.store = store.clone();
     if !config.policy.deny_patterns.is_empty() {
         tracing::info!(
             patterns = config.policy.deny_patterns.len(),
@@ -130,6 +132,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "sessions still open after the drain period; closing them"
         );
     }
+    if let Some(store) = store {
+        // Writes what is queued and a final signed checkpoint.
+        store.close();
+        tracing::info!("audit store closed");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open the session store, before anything is bound or attached: a store
+/// that cannot be opened stops the start (fail closed).
+fn open_store(config: &Config) -> anyhow::Result<Option<sluice_store::Store>> {
+    if !config.store.enabled {
+        tracing::warn!(
+            "store.enabled = false: sessions are NOT recorded (PCI DSS requirement 10 needs them)"
+        );
+        return Ok(None);
+    }
+    crate::private_files();
+    let options = sluice_relay::store_options(&config.store);
+    let store = sluice_store::Store::open(&options).context("opening the audit store")?;
+    tracing::info!(
+        path = %options.path.display(),
+        key = %options.key.display(),
+        fingerprint = %store.public_key().fingerprint(),
+        public_key = %store.public_key().to_text(),
+        durability = ?options.durability,
+        "audit store open"
+    );
+    Ok(Some(store))
 }

@@ -1,0 +1,367 @@
+//! The session store, end to end: sessions through the gateway are recorded
+//! and the auditor's commands read, export, verify and replay them; a
+//! killed daemon loses no executed statement; a full disk refuses
+//! statements instead of letting them through unrecorded.
+//!
+//! Real kernel interception in namespaces, real PostgreSQL, real psql and
+//! pgbench on the agent host, the real `sluice` binary for the auditor.
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use sluice_lab::{
+    daemon::store_dir,
+    netns, postgres, require_privileged,
+    scenario::{GatewayRun, start_custom, start_with_test_policy},
+};
+
+fn audit(run: &GatewayRun, args: &[&str]) -> Output {
+    let store = store_dir(&run.scratch.0);
+    let mut argv = vec!["audit"];
+    argv.extend_from_slice(&args[..1]);
+    argv.extend(["--store", store.to_str().unwrap()]);
+    argv.extend_from_slice(&args[1..]);
+    run.daemon.cli(&argv)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Wait (bounded) until `audit list` shows `n` ended sessions.
+fn wait_ended(run: &GatewayRun, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = audit(run, &["list", "--json"]);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ended = listed.lines().filter(|l| l.contains("\"end\"")).count();
+        if ended >= n || Instant::now() > deadline {
+            assert!(ended >= n, "{ended} of {n} sessions ended:\n{}", text(&out));
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_replay() {
+    if !require_privileged("a1") {
+        return;
+    }
+    let run = start_with_test_policy("a1", 27);
+    let host = run.lab.db_ip.clone();
+    let (ok, out, err) = run.agent_psql(
+        &host,
+        "SELECT holder, pan FROM cards ORDER BY id; SELECT 'card 4111 1111 1111 1111' AS note;",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("4111111111111111"), "{out}");
+    let (ok, _, err) = run.agent_psql(&host, "DROP TABLE cards");
+    assert!(!ok && err.contains("refused by policy"), "{err}");
+    let (ok, _, err) = run.agent_psql(&host, "SELECT * FROM no_such_table");
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    let listed = wait_ended(&run, 3);
+    let agent_identity = format!("host:{}", run.lab.agent_ip);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.contains(&agent_identity), "{listed}");
+
+    // The table view, and filters.
+    let out = audit(&run, &["list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
+    let out = audit(&run, &["list", "--decision", "deny"]);
+    assert!(text(&out).contains("1 session(s)"), "{}", text(&out));
+    let out = audit(&run, &["list", "--identity", &agent_identity, "--since", "1h"]);
+    assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
+    let out = audit(&run, &["list", "--identity", "host:192.0.2.1"]);
+    assert!(text(&out).contains("0 session(s)"), "{}", text(&out));
+
+    // Session 1 as it happened: start facts, statement, outcomes with
+    // results, the PAN in the statement masked, the end.
+    let out = audit(&run, &["show", "1"]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for needle in [
+        &format!("start    {agent_identity} as postgres to lab-pg"),
+        "user=agent",
+        "ALLOW    [simple] sql: SELECT holder, pan FROM cards ORDER BY id;",
+        "card 4111 11** **** 1111",
+        "outcome  #1 ok SELECT 2",
+        "result: 2 rows",
+        "[\"holder\",\"pan\"]",
+        "end      client terminated",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("4111 1111 1111 1111"), "{shown}");
+    let out = audit(&run, &["show", "2"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("DENY     [simple] sql: DROP TABLE cards rule=")
+            && shown.contains("error 42501 sluice: statement refused by policy"),
+        "{shown}"
+    );
+    let out = audit(&run, &["show", "3"]);
+    assert!(text(&out).contains("error 42P01"), "{}", text(&out));
+
+    // Verify the live store, then with the key file the daemon wrote.
+    let out = audit(&run, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("verified: intact"), "{}", text(&out));
+    let pubkey = run.scratch.0.join("audit.key.pub");
+    let out = audit(&run, &["verify", "--key", pubkey.to_str().unwrap()]);
+    assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Export everything, verify the export alone; export CSV.
+    let export = run.scratch.0.join("export.jsonl");
+    let out = audit(&run, &["export", "--output", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run.daemon.cli(&[
+        "audit",
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = fs::read_to_string(&export).unwrap();
+    assert!(!exported.contains("4111 1111 1111 1111"));
+    // One edited statement in the export: verify fails and names it.
+    let edited = run.scratch.0.join("edited.jsonl");
+    fs::write(&edited, exported.replacen("ORDER BY id", "ORDER BY 1 ", 1)).unwrap();
+    let out = run.daemon.cli(&[
+        "audit",
+        "verify",
+        "--export",
+        edited.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("first bad: session 1 event 1:"), "{}", text(&out));
+    let out = audit(&run, &["export", "--format", "csv", "--session", "2"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("session,seq,time,identity"), "{csv}");
+    assert!(csv.contains("DROP TABLE cards,deny"), "{csv}");
+
+    let out = audit(&run, &["replay", "1"]);
+    assert!(text(&out).contains("replaying session 1"), "{}", text(&out));
+    let out = audit(&run, &["stats"]);
+    assert!(text(&out).contains("sessions     3"), "{}", text(&out));
+
+    // Files are private: the store directory 700, its files and the key 600.
+    let store = store_dir(&run.scratch.0);
+    assert_eq!(fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in fs::read_dir(&store).unwrap() {
+        let meta = entry.as_ref().unwrap().metadata().unwrap();
+        if meta.is_file() {
+            assert_eq!(
+                meta.mode() & 0o077,
+                0,
+                "{:?} is readable by others",
+                entry.unwrap().path()
+            );
+        }
+    }
+    let key = run.scratch.0.join("audit.key");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// Statements PostgreSQL logged (`log_statement = all` for the agent role),
+/// with how many times each ran.
+fn executed(pg_log: &str) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for line in pg_log.lines() {
+        if let Some((_, stmt)) = line.split_once("LOG:  statement: ") {
+            *m.entry(stmt.trim().to_owned()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Statements the store recorded as allowed, with counts.
+fn recorded(run: &GatewayRun) -> HashMap<String, usize> {
+    let export = run.scratch.0.join("crash-export.jsonl");
+    let out = audit(run, &["export", "--output", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut m = HashMap::new();
+    for line in fs::read_to_string(&export).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let e = &v["event"];
+        if e["kind"] == "statement" && e["decision"] == "allow" {
+            let t = e["text"].as_str().unwrap().trim().to_owned();
+            *m.entry(t).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn a2_kill_9_under_pgbench_loses_no_executed_statement() {
+    if !require_privileged("a2") {
+        return;
+    }
+    let mut run = start_with_test_policy("a2", 28);
+    run.pg.sql("SELECT 1");
+    let pgbench_init = std::process::Command::new("pgbench")
+        .args(["-i", "-s", "1", "-q", "-h"])
+        .arg(&run.pg.dir)
+        .args(["-p", "5432", "-U", "postgres", "postgres"])
+        .output()
+        .unwrap();
+    assert!(pgbench_init.status.success(), "{}", text(&pgbench_init));
+    run.pg.sql(&format!(
+        "GRANT SELECT, UPDATE ON pgbench_accounts TO {0}; GRANT SELECT ON pgbench_branches TO {0}",
+        postgres::USER
+    ));
+    run.pg
+        .sql(&format!("ALTER ROLE {} SET log_statement = 'all'", postgres::USER));
+    let host = run.lab.db_ip.clone();
+    for round in 0..3 {
+        // pgbench through the gateway; sluice is killed under it.
+        let mut bench = run
+            .lab
+            .agent
+            .command(&[
+                "env",
+                &format!("PGPASSWORD={}", postgres::PASSWORD),
+                "PGSSLMODE=disable",
+                "pgbench",
+                "-n",
+                "-S",
+                "-c",
+                "4",
+                "-T",
+                "30",
+                "-h",
+                &host,
+                "-U",
+                postgres::USER,
+                "postgres",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2500 + 700 * round));
+        run.daemon.kill9();
+        // Interception stays pinned: the agents fail closed meanwhile.
+        let (ok, _, _) = run.agent_psql(&host, "SELECT 'during the gap'");
+        assert!(!ok, "a statement passed while sluice was down");
+        let _ = bench.kill();
+        let _ = bench.wait();
+        run.daemon.restart(None);
+        let out = audit(&run, &["verify"]);
+        assert!(
+            out.status.success(),
+            "round {round}: verify after restart:\n{}",
+            text(&out)
+        );
+    }
+    let (ok, _, err) = run.agent_psql(&host, "SELECT 'after the last restart'");
+    assert!(ok, "{err}");
+    wait_ended(&run, 1);
+    let executed = executed(&run.pg.log_text());
+    let recorded = recorded(&run);
+    let total: usize = executed.values().sum();
+    assert!(total > 100, "pgbench ran only {total} statements");
+    let mut missing = Vec::new();
+    for (stmt, n) in &executed {
+        let have = recorded.get(stmt).copied().unwrap_or(0);
+        if have < *n {
+            missing.push(format!("{stmt} (executed {n}, recorded {have})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {total} executed statements are missing from the store, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(!executed.contains_key("SELECT 'during the gap'"));
+    let interrupted = audit(&run, &["list", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&interrupted.stdout).contains("interrupted"),
+        "no session was closed as interrupted by recovery"
+    );
+    eprintln!("a2: {total} executed statements, all recorded, across 3 kill -9 restarts");
+}
+
+#[test]
+fn a3_a_full_store_disk_refuses_statements() {
+    if !require_privileged("a3") {
+        return;
+    }
+    // The store directory is its own small tmpfs.
+    let mut mounted = None;
+    let run = start_custom("a3", 29, |p| {
+        let dir = store_dir(&p.scratch.0);
+        fs::create_dir_all(&dir).unwrap();
+        netns::run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m,mode=700",
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]);
+        mounted = Some(Unmount(dir));
+        p.pg.sql(&format!("ALTER ROLE {} SET log_statement = 'all'", postgres::USER));
+        Default::default()
+    });
+    let host = run.lab.db_ip.clone();
+    let (ok, out, err) = run.agent_psql(&host, "SELECT 'before the disk filled'");
+    assert!(ok && out.contains("before"), "{err}");
+
+    // Fill the store's filesystem.
+    let filler = store_dir(&run.scratch.0).join("filler");
+    let _ = netns::sh(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", filler.display()),
+        "bs=1M",
+        "count=64",
+    ]);
+    let (ok, _, err) = run.agent_psql(&host, "SELECT 'after the disk filled'");
+    assert!(!ok, "a statement ran with the store full");
+    assert!(
+        err.contains("the audit store could not record this statement"),
+        "{err}"
+    );
+    let log = run.pg.log_text();
+    assert!(log.contains("SELECT 'before the disk filled'"), "{log}");
+    assert!(
+        !log.contains("after the disk filled"),
+        "the database executed an unrecorded statement"
+    );
+    assert!(
+        run.daemon.log_text().contains("audit store: write failed"),
+        "{}",
+        run.daemon.log_text()
+    );
+    // The daemon itself goes on serving (and refusing).
+    let (ok, _, err) = run.agent_psql(&host, "SELECT 'still full'");
+    assert!(!ok && err.contains("audit store"), "{err}");
+    drop(run);
+    drop(mounted);
+}
+
+/// Unmounts a test's tmpfs, after everything using it is gone.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = netns::sh(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}

@@ -1,0 +1,388 @@
+//! The session store: every session through sluice, recorded in an embedded
+//! RocksDB as tamper-evident audit evidence.
+//!
+//! - [`Store::open`] opens (or creates) a store and starts its writer
+//!   thread; [`Store::begin`] starts a session's record and returns its
+//!   [`SessionLog`].
+//! - Each session is a hash chain of JSON events ([`event`]); the writer
+//!   signs the chain heads in periodic [`checkpoint`]s with an ed25519 key
+//!   ([`sign`]). [`codec`] is the on-disk format.
+//! - Durability: [`SessionLog::durable`] returns once every event recorded
+//!   so far is on disk (fsync). The writer commits whatever all sessions
+//!   have queued in one write: group commit.
+//! - [`read`] opens a store for auditors (read-only, also while the daemon
+//!   runs); [`verify`] checks a store or an export; [`export`] writes
+//!   JSONL and CSV.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod codec;
+pub mod event;
+pub mod export;
+pub mod read;
+pub mod redact;
+pub mod sign;
+pub mod time;
+pub mod verify;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use event::Event;
+pub use sign::PublicKey;
+
+/// Why the store could not do something.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed (I/O error, disk full, corruption, lock held).
+    #[error("audit store {path}: {reason}")]
+    Db {
+        /// The store directory.
+        path: PathBuf,
+        /// RocksDB's message.
+        reason: String,
+    },
+    /// The signing key is missing, unreadable, or not private.
+    #[error("audit signing key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A write failed; what was being written is not recorded.
+    #[error("the audit store could not record: {0}")]
+    Write(String),
+    /// The store's writer has stopped.
+    #[error("the audit store is closed")]
+    Closed,
+}
+
+/// When an event counts as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk (fsync) before [`SessionLog::durable`] returns: a statement
+    /// reaches the database only once its event survives a crash.
+    Sync,
+    /// Written to the log at once, fsynced at most `window` later: up to
+    /// `window` of events may be lost in a power failure (not a process crash).
+    Batch {
+        /// Longest time between fsyncs.
+        window: Duration,
+    },
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The RocksDB directory.
+    pub path: PathBuf,
+    /// The ed25519 signing key (created if missing; `<key>.pub` beside it).
+    pub key: PathBuf,
+    /// When events count as recorded.
+    pub durability: Durability,
+    /// Longest time between checkpoints while events are being written.
+    pub checkpoint_interval: Duration,
+    /// Sessions that started longer ago than this are removed.
+    pub retention: Duration,
+}
+
+impl StoreOptions {
+    /// Defaults for a store at `path`: key `<path>.key`, sync durability,
+    /// a checkpoint every second, 400 days' retention.
+    pub fn new(path: impl Into<PathBuf>) -> StoreOptions {
+        let path = path.into();
+        let mut key = path.clone().into_os_string();
+        key.push(".key");
+        StoreOptions {
+            path,
+            key: PathBuf::from(key),
+            durability: Durability::Sync,
+            checkpoint_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
+/// What `sluice audit list` shows of a session without reading its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// Session id.
+    pub session: u64,
+    /// Start, µs since the epoch.
+    pub started_us: u64,
+    /// Workload identity.
+    pub identity: String,
+    /// Target name.
+    pub target: String,
+    /// Client address.
+    pub client: String,
+    /// Database user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// End, µs since the epoch (None: open, or interrupted before recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_us: Option<u64>,
+    /// Why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Events recorded (set at the end).
+    #[serde(default)]
+    pub events: u32,
+    /// Statements allowed.
+    #[serde(default)]
+    pub statements: u64,
+    /// Statements refused.
+    #[serde(default)]
+    pub denied: u64,
+}
+
+/// The writer thread's inbox.
+enum Msg {
+    /// One event of one session, in seq order.
+    Event {
+        session: u64,
+        seq: u32,
+        body: Vec<u8>,
+        note: Note,
+    },
+    /// Reply once everything sent before it by this session is durable.
+    Barrier {
+        session: u64,
+        reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Write a checkpoint now (tests, `sluice` shutdown).
+    Checkpoint {
+        reply: mpsc::Sender<Result<(), StoreError>>,
+    },
+    /// Remove sessions that started before this time (µs).
+    Expire {
+        before_us: u64,
+        reply: mpsc::Sender<Result<usize, StoreError>>,
+    },
+}
+
+/// What the writer needs to know of an event beyond its bytes.
+enum Note {
+    None,
+    Start(Box<SessionSummary>),
+    Decision(String),
+    End {
+        reason: String,
+        statements: u64,
+        denied: u64,
+    },
+}
+
+struct Inner {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    next_session: AtomicU64,
+    public: PublicKey,
+    path: PathBuf,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// An open store. Cheap to clone; the writer stops when [`Store::close`]
+/// is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+impl Store {
+    /// Open or create the store, recover from an unclean stop (open
+    /// sessions get an "interrupted" end, unsigned events a checkpoint),
+    /// and start the writer.
+    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        let (writer, next_session, public) = writer::Writer::open(options)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sluice-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                next_session: AtomicU64::new(next_session),
+                public,
+                path: options.path.clone(),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The checkpoint signing public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.public
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn send(&self, msg: Msg) -> bool {
+        match &*self.inner.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Start a session's record with its start event (seq 0). The event is
+    /// queued, not yet durable: the first [`SessionLog::durable`] covers it.
+    pub fn begin(&self, start: event::SessionStart) -> SessionLog {
+        let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        // The writer sets the start time as it writes the event.
+        let summary = SessionSummary {
+            session,
+            identity: start.identity.clone(),
+            target: start.target.clone(),
+            client: start.facts.client.clone(),
+            user: start.user.clone(),
+            ..SessionSummary::default()
+        };
+        let log = SessionLog {
+            store: self.clone(),
+            session,
+            next: Mutex::new(0),
+            failed: AtomicBool::new(false),
+        };
+        log.send(&Event::SessionStart(start), Note::Start(Box::new(summary)));
+        log
+    }
+
+    /// Sign the chain heads now.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let (reply, rx) = mpsc::channel();
+        if !self.send(Msg::Checkpoint { reply }) {
+            return Err(StoreError::Closed);
+        }
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Remove (under a signed expiry checkpoint) ended sessions that
+    /// started before `before_us`. Returns how many. The writer does this
+    /// by itself for the configured retention.
+    pub fn expire_before(&self, before_us: u64) -> Result<usize, StoreError> {
+        let (reply, rx) = mpsc::channel();
+        if !self.send(Msg::Expire { before_us, reply }) {
+            return Err(StoreError::Closed);
+        }
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Stop the writer after it has written what is queued and a final
+    /// checkpoint. Later records fail with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.inner
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One session's record. Events are queued in the order they are recorded
+/// (from any task); [`SessionLog::durable`] waits until they are on disk.
+pub struct SessionLog {
+    store: Store,
+    session: u64,
+    next: Mutex<u32>,
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for SessionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionLog({})", self.session)
+    }
+}
+
+impl SessionLog {
+    /// The session id.
+    pub fn id(&self) -> u64 {
+        self.session
+    }
+
+    /// Queue an event; returns its seq. Never blocks on I/O.
+    pub fn record(&self, event: &Event) -> u32 {
+        let note = match event {
+            Event::Statement(s) if s.decision != "allow" => Note::Decision(s.decision.clone()),
+            Event::SessionEnd(e) => Note::End {
+                reason: e.reason.clone(),
+                statements: e.statements,
+                denied: e.denied,
+            },
+            _ => Note::None,
+        };
+        self.send(event, note)
+    }
+
+    fn send(&self, event: &Event, note: Note) -> u32 {
+        let body = event.to_json();
+        // The lock orders seq numbers and channel sends together.
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = *next;
+        *next += 1;
+        let sent = self.store.send(Msg::Event {
+            session: self.session,
+            seq,
+            body,
+            note,
+        });
+        if !sent {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        seq
+    }
+
+    /// Wait until every event recorded so far is durable. An error means
+    /// some of them are not recorded: the caller must not let the
+    /// statement they describe through.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if !self.store.send(Msg::Barrier {
+            session: self.session,
+            reply,
+        }) {
+            return Err(StoreError::Closed);
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+}

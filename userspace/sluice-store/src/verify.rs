@@ -1,0 +1,381 @@
+//! Verification: from a store or an export, with only the public key.
+//!
+//! Feed it every checkpoint in order, then every event in (session, seq)
+//! order; [`Verifier::finish`] reports every problem, first bad event
+//! first. What it checks:
+//!
+//! - checkpoints: numbered 1, 2, … without gaps, each signed by the key,
+//!   each naming the hash of the one before;
+//! - each session: seqs 0, 1, … without gaps; every stored hash is the
+//!   hash of the event's content and position chained to the previous one;
+//! - every signed head is present and equal: nothing after it was cut, and
+//!   nothing before it was replaced;
+//! - every event the newest checkpoint counts (global ≤ its `global`) lies
+//!   within a signed head: nothing was added after signing;
+//! - for a whole store: events present plus events expired equal the count
+//!   the newest checkpoint signed, and every signed session is present
+//!   unless a signed expiry removed it.
+//!
+//! Events written after the newest checkpoint are reported as unsigned:
+//! their chain is checked, but nothing signed vouches for them yet.
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::{
+    PublicKey,
+    checkpoint::Checkpoint,
+    codec::{self, Hash, Position},
+    read::{RecordedCheckpoint, RecordedEvent},
+};
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The session, if the problem is in one.
+    pub session: Option<u64>,
+    /// The first event concerned.
+    pub seq: Option<u32>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.session, self.seq) {
+            (Some(s), Some(q)) => write!(f, "session {s} event {q}: {}", self.what),
+            (Some(s), None) => write!(f, "session {s}: {}", self.what),
+            _ => write!(f, "{}", self.what),
+        }
+    }
+}
+
+/// What verification found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Sessions checked.
+    pub sessions: u64,
+    /// Events checked.
+    pub events: u64,
+    /// Events newer than the newest checkpoint (chained, not yet signed).
+    pub unsigned_events: u64,
+    /// Sessions removed by signed retention.
+    pub expired_sessions: u64,
+    /// Problems, checkpoint problems first, then by session and event.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// No problem found.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Which sessions the input is meant to hold.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The whole store: a signed session missing is a problem.
+    Everything,
+    /// Only these sessions (a filtered export).
+    Sessions(HashSet<u64>),
+}
+
+/// Incremental verifier.
+pub struct Verifier {
+    key: PublicKey,
+    report: Report,
+    checkpoint_problems: Vec<Problem>,
+    prev_checkpoint: String,
+    next_n: u64,
+    /// The newest checkpoint's global count.
+    signed_global: u64,
+    expired_events: u64,
+    /// Signed heads: session → seq → (hash, checkpoint n).
+    signed: HashMap<u64, BTreeMap<u32, (Hash, u64)>>,
+    expired: HashSet<u64>,
+    /// Events present with global ≤ signed_global (for the count check).
+    counted: u64,
+    current: Option<Walk>,
+    seen_sessions: HashSet<u64>,
+    last_key: Option<(u64, u32)>,
+}
+
+/// The session being walked.
+struct Walk {
+    session: u64,
+    next_seq: u32,
+    prev: Hash,
+    /// Stored hash and global of every event, by seq.
+    events: Vec<(Hash, u64)>,
+}
+
+impl Verifier {
+    /// A verifier trusting `key`.
+    pub fn new(key: PublicKey) -> Verifier {
+        Verifier {
+            key,
+            report: Report::default(),
+            checkpoint_problems: Vec::new(),
+            prev_checkpoint: String::new(),
+            next_n: 1,
+            signed_global: 0,
+            expired_events: 0,
+            signed: HashMap::new(),
+            expired: HashSet::new(),
+            counted: 0,
+            current: None,
+            seen_sessions: HashSet::new(),
+            last_key: None,
+        }
+    }
+
+    fn cp_problem(&mut self, what: String) {
+        self.checkpoint_problems.push(Problem {
+            session: None,
+            seq: None,
+            what,
+        });
+    }
+
+    /// The next checkpoint (in order).
+    pub fn checkpoint(&mut self, c: &RecordedCheckpoint) {
+        self.report.checkpoints += 1;
+        let signed = codec::signed_bytes(&c.body);
+        if c.n != self.next_n {
+            self.cp_problem(format!(
+                "checkpoint {} found where checkpoint {} was expected: checkpoints were removed or inserted",
+                c.n, self.next_n
+            ));
+        }
+        self.next_n = c.n + 1;
+        if !self.key.verify(&signed, &c.signature) {
+            self.cp_problem(format!(
+                "checkpoint {}: the signature does not verify with key {} (edited, or signed by another key)",
+                c.n,
+                self.key.fingerprint()
+            ));
+            self.prev_checkpoint = codec::hex(&codec::sha256(&signed));
+            return;
+        }
+        let cp: Checkpoint = match serde_json::from_slice(&c.body) {
+            Ok(cp) => cp,
+            Err(e) => {
+                self.cp_problem(format!("checkpoint {}: signed but unreadable: {e}", c.n));
+                return;
+            }
+        };
+        if cp.n != c.n {
+            self.cp_problem(format!(
+                "checkpoint stored as {} says it is number {}",
+                c.n, cp.n
+            ));
+        }
+        if cp.prev != self.prev_checkpoint {
+            self.cp_problem(format!(
+                "checkpoint {}: does not follow the checkpoint before it (a checkpoint was removed or replaced)",
+                c.n
+            ));
+        }
+        if cp.global < self.signed_global {
+            self.cp_problem(format!(
+                "checkpoint {}: its event count went backwards",
+                c.n
+            ));
+        }
+        self.prev_checkpoint = codec::hex(&codec::sha256(&signed));
+        self.signed_global = cp.global;
+        self.expired_events += cp.expired_events;
+        for head in &cp.heads {
+            match codec::unhex::<32>(&head.2) {
+                Some(h) => {
+                    self.signed.entry(head.0).or_default().insert(head.1, (h, cp.n));
+                }
+                None => self.cp_problem(format!(
+                    "checkpoint {}: head of session {} is not a hash",
+                    c.n, head.0
+                )),
+            }
+        }
+        for s in &cp.expired {
+            self.expired.insert(*s);
+            self.report.expired_sessions += 1;
+        }
+    }
+
+    fn problem(&mut self, session: u64, seq: Option<u32>, what: String) {
+        self.report.problems.push(Problem {
+            session: Some(session),
+            seq,
+            what,
+        });
+    }
+
+    /// The next event, in (session, seq) order.
+    pub fn event(&mut self, e: &RecordedEvent) {
+        self.report.events += 1;
+        if let Some(last) = self.last_key
+            && (e.session, e.seq) <= last
+        {
+            self.problem(
+                e.session,
+                Some(e.seq),
+                format!(
+                    "out of order: comes after session {} event {}",
+                    last.0, last.1
+                ),
+            );
+            return;
+        }
+        self.last_key = Some((e.session, e.seq));
+        if self.current.as_ref().is_none_or(|w| w.session != e.session) {
+            self.close_session();
+            self.seen_sessions.insert(e.session);
+            self.current = Some(Walk {
+                session: e.session,
+                next_seq: 0,
+                prev: codec::genesis(e.session),
+                events: Vec::new(),
+            });
+        }
+        let mut walk = self.current.take().unwrap_or_else(|| unreachable!());
+        if e.seq != walk.next_seq {
+            self.problem(
+                e.session,
+                Some(walk.next_seq),
+                format!(
+                    "missing: the next event present is {} (events were deleted)",
+                    e.seq
+                ),
+            );
+            // Keep positions aligned for the head checks.
+            while (walk.events.len() as u32) < e.seq {
+                walk.events.push(([0; 32], u64::MAX));
+            }
+        }
+        let at = Position {
+            session: e.session,
+            seq: e.seq,
+            global: e.global,
+            time_us: e.time_us,
+        };
+        if codec::link(&walk.prev, &at, &e.body) != e.hash {
+            self.problem(
+                e.session,
+                Some(e.seq),
+                "its hash does not match its content and place in the chain (edited, moved, or inserted)"
+                    .into(),
+            );
+        }
+        if e.global <= self.signed_global {
+            self.counted += 1;
+        } else {
+            self.report.unsigned_events += 1;
+        }
+        walk.prev = e.hash;
+        walk.next_seq = e.seq + 1;
+        walk.events.push((e.hash, e.global));
+        self.current = Some(walk);
+    }
+
+    fn close_session(&mut self) {
+        let Some(walk) = self.current.take() else {
+            return;
+        };
+        self.report.sessions += 1;
+        let heads = self.signed.remove(&walk.session).unwrap_or_default();
+        let mut last_signed = None;
+        for (&seq, &(hash, n)) in &heads {
+            match walk.events.get(seq as usize) {
+                None => {
+                    self.problem(
+                        walk.session,
+                        Some(walk.next_seq),
+                        format!(
+                            "missing: checkpoint {n} signed events up to {seq}, the session ends at {} (truncated)",
+                            walk.next_seq.saturating_sub(1)
+                        ),
+                    );
+                }
+                Some((stored, _)) if *stored != hash => self.problem(
+                    walk.session,
+                    Some(seq),
+                    format!("differs from what checkpoint {n} signed (replaced)"),
+                ),
+                Some(_) => {}
+            }
+            last_signed = Some(seq);
+        }
+        // Counted by the newest checkpoint but beyond every signed head:
+        // added after signing.
+        let covered = last_signed.map_or(0, |s| s as usize + 1);
+        if let Some((i, _)) = walk
+            .events
+            .iter()
+            .enumerate()
+            .skip(covered)
+            .find(|(_, (_, g))| *g <= self.signed_global)
+        {
+            self.problem(
+                walk.session,
+                Some(i as u32),
+                "not covered by the checkpoint that counts it (added after signing)".into(),
+            );
+        }
+    }
+
+    /// Finish: check what was never seen, sort, and report.
+    pub fn finish(mut self, scope: &Scope) -> Report {
+        self.close_session();
+        let signed: Vec<u64> = self.signed.keys().copied().collect();
+        for session in signed {
+            let expected = match scope {
+                Scope::Everything => true,
+                Scope::Sessions(s) => s.contains(&session),
+            };
+            if expected && !self.expired.contains(&session) && !self.seen_sessions.contains(&session)
+            {
+                let n = self.signed[&session].values().map(|(_, n)| *n).max().unwrap_or(0);
+                self.problem(
+                    session,
+                    Some(0),
+                    format!("missing: the whole session is gone, though checkpoint {n} signed it"),
+                );
+            }
+        }
+        if let Scope::Sessions(s) = scope {
+            let mut absent: Vec<u64> = s.difference(&self.seen_sessions).copied().collect();
+            absent.sort_unstable();
+            for session in absent {
+                if !self.expired.contains(&session) {
+                    self.problem(
+                        session,
+                        None,
+                        "listed in the export header but has no events".into(),
+                    );
+                }
+            }
+        }
+        self.report
+            .problems
+            .sort_by_key(|p| (p.session, p.seq.unwrap_or(0)));
+        let mut problems = std::mem::take(&mut self.checkpoint_problems);
+        problems.append(&mut self.report.problems);
+        // Last: the store-wide count, which only says that something is
+        // missing when the events above already say where.
+        if matches!(scope, Scope::Everything)
+            && self.counted + self.expired_events != self.signed_global
+        {
+            problems.push(Problem {
+                session: None,
+                seq: None,
+                what: format!(
+                    "the newest checkpoint counts {} events; the store holds {} of them and retention removed {}",
+                    self.signed_global, self.counted, self.expired_events
+                ),
+            });
+        }
+        self.report.problems = problems;
+        self.report
+    }
+}
