@@ -324,7 +324,9 @@ fn a3_a_full_store_disk_refuses_statements() {
     let (ok, out, err) = run.agent_psql(&host, "SELECT 'before the disk filled'");
     assert!(ok && out.contains("before"), "{err}");
 
-    // Fill the store's filesystem.
+    // Fill the store's filesystem, then run statements one by one until
+    // the store cannot take their events (the WAL's last page may still
+    // hold a few).
     let filler = store_dir(&run.scratch.0).join("filler");
     let _ = netns::sh(&[
         "dd",
@@ -333,26 +335,51 @@ fn a3_a_full_store_disk_refuses_statements() {
         "bs=1M",
         "count=64",
     ]);
-    let (ok, _, err) = run.agent_psql(&host, "SELECT 'after the disk filled'");
-    assert!(!ok, "a statement ran with the store full");
+    let script = run.scratch.0.join("fill.sql");
+    let sql: String = (1..=2000).map(|i| format!("SELECT 'fill-{i}';\n")).collect();
+    fs::write(&script, sql).unwrap();
+    let info = postgres::conninfo(&host, 5432);
+    let out = run.lab.agent.try_run(
+        &[
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &info,
+            "-f",
+            script.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "2000 statements ran with the store full");
     assert!(
         err.contains("the audit store could not record this statement"),
         "{err}"
     );
+    // psql names the line (= the statement) that was refused.
+    let refused: usize = err
+        .split("fill.sql:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line number in {err}"));
     let log = run.pg.log_text();
     assert!(log.contains("SELECT 'before the disk filled'"), "{log}");
     assert!(
-        !log.contains("after the disk filled"),
-        "the database executed an unrecorded statement"
+        !log.contains(&format!("'fill-{refused}'")),
+        "the database executed the statement the store could not record"
     );
     assert!(
         run.daemon.log_text().contains("audit store: write failed"),
         "{}",
         run.daemon.log_text()
     );
-    // The daemon itself goes on serving (and refusing).
+    // The daemon itself goes on: other sessions are refused the same way.
     let (ok, _, err) = run.agent_psql(&host, "SELECT 'still full'");
     assert!(!ok && err.contains("audit store"), "{err}");
+    assert!(!run.pg.log_text().contains("still full"));
     drop(run);
     drop(mounted);
 }

@@ -56,6 +56,8 @@ pub(crate) struct Writer {
     last_sync: Instant,
     unsynced: bool,
     last_retention: Option<Instant>,
+    /// The next session id is above every one written so far.
+    next_session: u64,
 }
 
 pub(crate) fn db_options() -> Options {
@@ -138,6 +140,7 @@ impl Writer {
             last_sync: Instant::now(),
             unsynced: false,
             last_retention: None,
+            next_session,
         };
         w.recover()?;
         // Session ids are handed out by the Store: reserve a block now and
@@ -392,8 +395,10 @@ impl Writer {
         }
         let result = if self.global != global_before || !batch.is_empty() {
             batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
-            if max_session > 0 {
-                batch.put(codec::META_NEXT_SESSION, (max_session + 1).to_be_bytes());
+            // Never lower: a batch may hold only older sessions' events.
+            if max_session >= self.next_session {
+                self.next_session = max_session + 1;
+                batch.put(codec::META_NEXT_SESSION, self.next_session.to_be_bytes());
             }
             let sync = self.options.durability == Durability::Sync;
             let r = self.write(batch, sync);
@@ -468,6 +473,16 @@ impl Writer {
         now: u64,
     ) {
         if let Note::Start(summary) = note {
+            // Never write over a recorded session (an id handed out twice
+            // would replace evidence): refuse the new one instead.
+            if !matches!(
+                self.db.get_pinned_cf(self.cf(CF_EVENTS), codec::event_key(session, 0)),
+                Ok(None)
+            ) {
+                tracing::error!(session, "audit store: session id already recorded; refusing the session");
+                self.failed.insert(session);
+                return;
+            }
             let summary = SessionSummary {
                 started_us: now,
                 ..*summary

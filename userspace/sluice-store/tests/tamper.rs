@@ -387,3 +387,27 @@ fn reopening_continues_ids_and_the_checkpoint_chain() {
         .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
 }
+
+#[test]
+fn session_ids_are_never_reused_after_a_reopen() {
+    let s = Scratch::new("ids");
+    let store = Store::open(&StoreOptions::new(s.store())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let a = store.begin(start("a"));
+    let b = store.begin(start("b"));
+    rt.block_on(b.durable()).unwrap();
+    // The last write holds only the older session's event.
+    a.record(&Event::SessionEnd(SessionEnd::default()));
+    rt.block_on(a.durable()).unwrap();
+    drop((a, b));
+    store.close();
+    let store = Store::open(&StoreOptions::new(s.store())).unwrap();
+    let c = store.begin(start("c"));
+    assert_eq!(c.id(), 3);
+    rt.block_on(c.durable()).unwrap();
+    drop(c);
+    store.close();
+    let r = verify(&s.store());
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.sessions, 3);
+}
