@@ -322,6 +322,9 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
                 leaf.cert.display(),
                 leaf.key.display()
             ),
+            // The relay alone: recording (fsync before each statement) is
+            // measured separately.
+            store: "enabled = false".into(),
             ..scenario::Custom::default()
         }
     });

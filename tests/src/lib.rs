@@ -15,6 +15,7 @@
 #![allow(missing_docs)]
 
 pub mod bench;
+pub mod bench_store;
 pub mod daemon;
 pub mod demo;
 pub mod labctl;

@@ -58,6 +58,8 @@ pub struct Custom {
     pub proxy: String,
     /// Appended to the file (e.g. `[tls]`, `[policy]`).
     pub sections: String,
+    /// Appended to `[store]` (e.g. `enabled = false`).
+    pub store: String,
     /// Appended to the IPv4 target `lab-pg`.
     pub target_v4: String,
     /// Appended to the IPv6 target `lab-pg6`.
@@ -100,7 +102,8 @@ pub fn start_custom(
         pg: &pg,
     });
     let mut cfg = gateway_config(&bpffs, &scratch.0, &lab.gw_agent_if, &targets)
-        .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy));
+        .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy))
+        .replace("[store]\n", &format!("[store]\n{}\n", extra.store));
     for ((name, _, _), more) in targets.iter().zip([&extra.target_v4, &extra.target_v6]) {
         let header = format!("name = \"{name}\"\n");
         cfg = cfg.replace(&header, &format!("{header}{more}\n"));

@@ -56,6 +56,18 @@ enum BenchSuite {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         clients: Vec<u32>,
     },
+    /// The session store alone: sustained append rate and the durability
+    /// wait each statement pays (p50/p99) with `durability = "sync"` at
+    /// several concurrent sessions, and `"batch"` for comparison; median
+    /// of 3 runs per point; writes bench/results/store.{json,md}.
+    Store {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        duration: u32,
+        /// Concurrent sessions to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,256")]
+        sessions: Vec<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +86,8 @@ fn main() -> anyhow::Result<()> {
         Command::Bench {
             suite: BenchSuite::Relay { duration, clients },
         } => sluice_lab::bench::relay(duration, &clients),
+        Command::Bench {
+            suite: BenchSuite::Store { duration, sessions },
+        } => sluice_lab::bench_store::store(duration, &sessions),
     }
 }

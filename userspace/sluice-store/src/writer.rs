@@ -143,8 +143,8 @@ impl Writer {
             next_session,
         };
         w.recover()?;
-        // Session ids are handed out by the Store: reserve a block now and
-        // move the mark on as they are used (see `note_session`).
+        // The Store hands out ids from here; `commit` moves the stored mark
+        // past every id it writes.
         Ok((w, next_session, public))
     }
 

@@ -234,6 +234,18 @@ fn main() -> ExitCode {
                         ))
                 );
                 println!("  policy: {} deny pattern(s)", c.policy.deny_patterns.len());
+                if c.store.enabled {
+                    println!(
+                        "  store: {}, durability {:?}, checkpoints every {} ms, retention {} days, signing key {}",
+                        c.store.path.display(),
+                        c.store.durability,
+                        c.store.checkpoint_interval_ms,
+                        c.store.retention_days,
+                        c.store.signing_key.display()
+                    );
+                } else {
+                    println!("  WARNING: store.enabled = false: sessions are not recorded");
+                }
                 if c.proxy.fail_open {
                     println!(
                         "  WARNING: fail_open = true: protected flows bypass sluice while it is down"
