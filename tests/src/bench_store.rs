@@ -67,7 +67,9 @@ fn run_point(sessions: usize, durability: Durability, seconds: u64) -> anyhow::R
                         ..StatementEvent::default()
                     }));
                     let t = Instant::now();
-                    log.durable().await.expect("the store failed under the benchmark");
+                    log.durable()
+                        .await
+                        .expect("the store failed under the benchmark");
                     waits.push(t.elapsed());
                     log.record(&Event::Outcome(Outcome {
                         statement: Some(seq),
@@ -119,9 +121,7 @@ fn median_point(sessions: usize, durability: Durability, seconds: u64) -> anyhow
     let mut runs = (0..3)
         .map(|_| run_point(sessions, durability, seconds))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    runs.sort_by(|a, b| {
-        (a.events as f64 / a.seconds).total_cmp(&(b.events as f64 / b.seconds))
-    });
+    runs.sort_by(|a, b| (a.events as f64 / a.seconds).total_cmp(&(b.events as f64 / b.seconds)));
     Ok(runs.swap_remove(1))
 }
 
@@ -163,8 +163,14 @@ fn write_results(duration: u32, points: &[Point]) -> anyhow::Result<()> {
          median of 3 runs of {duration} s per point; store on /var/tmp (ext4); kernel {}, {cpus} CPUs. This machine's numbers.\n",
         kernel.trim()
     )?;
-    writeln!(md, "Targets (issue 4): ≥ 100,000 events/s sustained with `durability = \"sync\"`; added latency per statement (the durability wait) p99 < 1 ms at 32 clients.\n")?;
-    writeln!(md, "| durability | sessions | events/s | statements/s | wait p50 (µs) | wait p99 (µs) |")?;
+    writeln!(
+        md,
+        "Targets (issue 4): ≥ 100,000 events/s sustained with `durability = \"sync\"`; added latency per statement (the durability wait) p99 < 1 ms at 32 clients.\n"
+    )?;
+    writeln!(
+        md,
+        "| durability | sessions | events/s | statements/s | wait p50 (µs) | wait p99 (µs) |"
+    )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
     let mut json = String::from("{\n  \"suite\": \"store\",\n  \"points\": [\n");
     for (i, p) in points.iter().enumerate() {

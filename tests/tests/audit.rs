@@ -56,7 +56,7 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     if !require_privileged("a1") {
         return;
     }
-    let run = start_with_test_policy("a1", 27);
+    let mut run = start_with_test_policy("a1", 27);
     let host = run.lab.db_ip.clone();
     let (ok, out, err) = run.agent_psql(
         &host,
@@ -79,7 +79,10 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
     let out = audit(&run, &["list", "--decision", "deny"]);
     assert!(text(&out).contains("1 session(s)"), "{}", text(&out));
-    let out = audit(&run, &["list", "--identity", &agent_identity, "--since", "1h"]);
+    let out = audit(
+        &run,
+        &["list", "--identity", &agent_identity, "--since", "1h"],
+    );
     assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
     let out = audit(&run, &["list", "--identity", "host:192.0.2.1"]);
     assert!(text(&out).contains("0 session(s)"), "{}", text(&out));
@@ -113,11 +116,14 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     assert!(text(&out).contains("error 42P01"), "{}", text(&out));
 
     // Verify the live store, then with the key file the daemon wrote.
-    let out = audit(&run, &["verify"]);
+    let out = audit(&run, &["verify", "--live"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("verified: intact"), "{}", text(&out));
     let pubkey = run.scratch.0.join("audit.key.pub");
-    let out = audit(&run, &["verify", "--key", pubkey.to_str().unwrap()]);
+    let out = audit(
+        &run,
+        &["verify", "--live", "--key", pubkey.to_str().unwrap()],
+    );
     assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
     assert!(out.status.success(), "{}", text(&out));
 
@@ -128,6 +134,7 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     let out = run.daemon.cli(&[
         "audit",
         "verify",
+        "--live",
         "--export",
         export.to_str().unwrap(),
         "--key",
@@ -142,13 +149,18 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     let out = run.daemon.cli(&[
         "audit",
         "verify",
+        "--live",
         "--export",
         edited.to_str().unwrap(),
         "--key",
         pubkey.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("first bad: session 1 event 1:"), "{}", text(&out));
+    assert!(
+        text(&out).contains("first bad: session 1 event 1:"),
+        "{}",
+        text(&out)
+    );
     let out = audit(&run, &["export", "--format", "csv", "--session", "2"]);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.starts_with("session,seq,time,identity"), "{csv}");
@@ -159,9 +171,23 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     let out = audit(&run, &["stats"]);
     assert!(text(&out).contains("sessions     3"), "{}", text(&out));
 
+    // Stopped cleanly, the store ends with a signed shutdown checkpoint and
+    // verifies strictly (no --live).
+    run.daemon.stop();
+    let out = audit(&run, &["verify", "--key", pubkey.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("newest checkpoint: #"),
+        "{}",
+        text(&out)
+    );
+
     // Files are private: the store directory 700, its files and the key 600.
     let store = store_dir(&run.scratch.0);
-    assert_eq!(fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for entry in fs::read_dir(&store).unwrap() {
         let meta = entry.as_ref().unwrap().metadata().unwrap();
         if meta.is_file() {
@@ -174,7 +200,10 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
         }
     }
     let key = run.scratch.0.join("audit.key");
-    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 /// Statements PostgreSQL logged (`log_statement = all` for the agent role),
@@ -224,8 +253,10 @@ fn a2_kill_9_under_pgbench_loses_no_executed_statement() {
         "GRANT SELECT, UPDATE ON pgbench_accounts TO {0}; GRANT SELECT ON pgbench_branches TO {0}",
         postgres::USER
     ));
-    run.pg
-        .sql(&format!("ALTER ROLE {} SET log_statement = 'all'", postgres::USER));
+    run.pg.sql(&format!(
+        "ALTER ROLE {} SET log_statement = 'all'",
+        postgres::USER
+    ));
     let host = run.lab.db_ip.clone();
     for round in 0..3 {
         // pgbench through the gateway; sluice is killed under it.
@@ -317,7 +348,10 @@ fn a3_a_full_store_disk_refuses_statements() {
             dir.to_str().unwrap(),
         ]);
         mounted = Some(Unmount(dir));
-        p.pg.sql(&format!("ALTER ROLE {} SET log_statement = 'all'", postgres::USER));
+        p.pg.sql(&format!(
+            "ALTER ROLE {} SET log_statement = 'all'",
+            postgres::USER
+        ));
         Default::default()
     });
     let host = run.lab.db_ip.clone();
@@ -336,7 +370,9 @@ fn a3_a_full_store_disk_refuses_statements() {
         "count=64",
     ]);
     let script = run.scratch.0.join("fill.sql");
-    let sql: String = (1..=2000).map(|i| format!("SELECT 'fill-{i}';\n")).collect();
+    let sql: String = (1..=2000)
+        .map(|i| format!("SELECT 'fill-{i}';\n"))
+        .collect();
     fs::write(&script, sql).unwrap();
     let info = postgres::conninfo(&host, 5432);
     let out = run.lab.agent.try_run(
@@ -353,7 +389,10 @@ fn a3_a_full_store_disk_refuses_statements() {
         Duration::from_secs(60),
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "2000 statements ran with the store full");
+    assert!(
+        !out.status.success(),
+        "2000 statements ran with the store full"
+    );
     assert!(
         err.contains("the audit store could not record this statement"),
         "{err}"

@@ -469,7 +469,7 @@ impl Config {
                 "expected 10-60000 milliseconds".into(),
             ));
         }
-        if st.enabled && st.path == st.signing_key {
+        if st.enabled && st.signing_key.starts_with(&st.path) {
             return Err(invalid(
                 "store.signing_key",
                 "must be a file outside the store directory".into(),

@@ -144,7 +144,10 @@ pub(crate) async fn run(
     // rewriter compiles to the bare header scan.
     let observer = log.map(|log| Observer::new(log, &shared.execs));
     let (up, (bytes_down, down)) = match rewriter {
-        None => tokio::join!(up, backend(ur, cw, ubuf, reader, &shared, Forward, observer)),
+        None => tokio::join!(
+            up,
+            backend(ur, cw, ubuf, reader, &shared, Forward, observer)
+        ),
         Some(rewriter) => {
             let rewriting = Rewriting {
                 rewriter,
@@ -528,9 +531,18 @@ impl Frontend<'_> {
         }
     }
 
-    /// Execute and Sync, which pass undecided.
+    /// Execute and Sync, which pass undecided (and Bind in a refused batch).
     fn track_execution(&mut self, frame: &Frame) -> Result<(), sluice_pgwire::CodecError> {
         match frame.tag {
+            // The database discards it; its portal's Executes belong to no
+            // recorded statement (not to an earlier Bind of the same name).
+            b'B' => {
+                if let FrontendMessage::Bind { portal, .. } =
+                    FrontendMessage::decode(frame.clone())?
+                {
+                    self.portals.insert(portal, None);
+                }
+            }
             b'E' => {
                 if let FrontendMessage::Execute { portal, .. } =
                     FrontendMessage::decode(frame.clone())?
@@ -1214,7 +1226,14 @@ mod tests {
     ) -> (Vec<BackendMessage>, Option<PgError>) {
         let mut out = BytesMut::new();
         down.begin(shared);
-        let scan = scan(down, shared, FrameReader::default(), buf, &mut out, &mut None);
+        let scan = scan(
+            down,
+            shared,
+            FrameReader::default(),
+            buf,
+            &mut out,
+            &mut None,
+        );
         out.extend_from_slice(&buf[scan.written..scan.pos]);
         let mut msgs = Vec::new();
         while let Some(frame) = FrameReader::default().next_tagged(&mut out).unwrap() {

@@ -217,6 +217,22 @@ impl<'a> Observer<'a> {
             while let Some(e) = execs.pop_front() {
                 match e {
                     Exec::Ready => break,
+                    // A simple query or function call always answers before
+                    // its ReadyForQuery; unanswered, it came while the
+                    // database was discarding up to Sync after an error, so
+                    // it was dropped with no answer at all, its own
+                    // ReadyForQuery included: this one is a later one's.
+                    Exec::Run {
+                        statement,
+                        simple: true,
+                        done: 0,
+                        ..
+                    } => {
+                        skipped.push(statement);
+                        if matches!(execs.front(), Some(Exec::Ready)) {
+                            execs.pop_front();
+                        }
+                    }
                     Exec::Run {
                         statement,
                         simple: false,

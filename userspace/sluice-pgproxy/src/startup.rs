@@ -22,11 +22,11 @@
 use std::{net::IpAddr, time::Duration};
 
 use bytes::BytesMut;
-use sluice_store::event::{Event, SessionEnd, SessionStart};
 use sluice_pgwire::{
     BackendMessage, CodecError, Frame, FrameReader, FrontendMessage, StartupRequest,
     backend::Authentication, startup::PROTOCOL_3_0,
 };
+use sluice_store::event::{Event, SessionEnd, SessionStart};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
@@ -102,6 +102,8 @@ where
     if let Some(s) = ready.synthetic {
         config.cancels.unregister(s);
     }
+    // The counts, also when the session ended with an error.
+    let counts = summary.clone();
     let result = match result {
         // A client that vanishes mid-session (killed, network loss) ends it
         // as ordinarily as one that says Terminate; the summary still counts.
@@ -115,16 +117,14 @@ where
         other => other.map(|()| summary),
     };
     if let Some(log) = &log {
-        let (reason, s) = match &result {
-            Ok(s) => (
-                match &s.client_lost {
-                    Some(e) => format!("client connection lost: {e}"),
-                    None => s.end_reason.unwrap_or("ended").to_owned(),
-                },
-                s,
-            ),
-            Err(e) => (e.to_string(), &Summary::default()),
+        let reason = match &result {
+            Ok(s) => match &s.client_lost {
+                Some(e) => format!("client connection lost: {e}"),
+                None => s.end_reason.unwrap_or("ended").to_owned(),
+            },
+            Err(e) => e.to_string(),
         };
+        let s = &counts;
         log.record(&Event::SessionEnd(SessionEnd {
             reason,
             statements: s.statements_allowed,

@@ -246,7 +246,10 @@ impl<'a> StoredCheckpoint<'a> {
     /// Decode a `checkpoints` value.
     pub fn decode(value: &'a [u8]) -> Result<StoredCheckpoint<'a>, String> {
         if value.len() < 65 {
-            return Err(format!("stored checkpoint is {} bytes, too short", value.len()));
+            return Err(format!(
+                "stored checkpoint is {} bytes, too short",
+                value.len()
+            ));
         }
         if value[0] != FORMAT {
             return Err(format!("unknown checkpoint format {}", value[0]));
@@ -333,7 +336,8 @@ mod tests {
         let k = index_key(index::IDENTITY, Some("ci-job"), 10, 42);
         assert_eq!(index_session(&k), Some(42));
         assert!(
-            index_key(index::IDENTITY, Some("a"), 99, 1) < index_key(index::IDENTITY, Some("ab"), 0, 0)
+            index_key(index::IDENTITY, Some("a"), 99, 1)
+                < index_key(index::IDENTITY, Some("ab"), 0, 0)
         );
     }
 

@@ -209,8 +209,14 @@ mod tests {
             ..Default::default()
         });
         let json = String::from_utf8(e.to_json()).unwrap();
-        assert!(json.starts_with(r#"{"kind":"statement","protocol":"bind""#), "{json}");
-        assert!(json.contains(r#""params":[null,"x",{"binary_bytes":8}]"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"kind":"statement","protocol":"bind""#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""params":[null,"x",{"binary_bytes":8}]"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
     }
 }

@@ -195,11 +195,17 @@ pub fn csv(
 }
 
 fn csv_field(s: &str) -> String {
-    // Quote anything a spreadsheet could misread, including formulas.
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(['=', '+', '-', '@']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    // A leading quote keeps spreadsheets from running client-chosen text
+    // (statements, error messages) as a formula.
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
     } else {
         s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
     }
 }
 
@@ -278,7 +284,9 @@ pub fn verify_jsonl(
         let l: Line = serde_json::from_str(text)
             .map_err(|e| format!("line {number}: not an export line: {e}"))?;
         if ended.is_some() {
-            extra.push(format!("line {number}: content after the end line (appended)"));
+            extra.push(format!(
+                "line {number}: content after the end line (appended)"
+            ));
             continue;
         }
         if number == 1 {
@@ -288,9 +296,9 @@ pub fn verify_jsonl(
                 ));
             }
             info.public_key = l.public_key.as_deref().and_then(PublicKey::parse);
-            let trusted = key.or(info.public_key).ok_or(
-                "the export carries no public key and none was given (--key)".to_string(),
-            )?;
+            let trusted = key
+                .or(info.public_key)
+                .ok_or("the export carries no public key and none was given (--key)".to_string())?;
             verifier = Some(Verifier::new(trusted));
             if let Some(raw) = l.scope
                 && let Ok(ids) = serde_json::from_str::<Vec<u64>>(raw.get())
@@ -306,8 +314,9 @@ pub fn verify_jsonl(
                 let (Some(n), Some(sig), Some(body)) = (l.n, l.signature, l.body) else {
                     return Err(bad("a checkpoint"));
                 };
-                let signature = unhex::<64>(sig)
-                    .ok_or_else(|| format!("line {number}: checkpoint signature is not 64 bytes of hex"))?;
+                let signature = unhex::<64>(sig).ok_or_else(|| {
+                    format!("line {number}: checkpoint signature is not 64 bytes of hex")
+                })?;
                 v.checkpoint(&RecordedCheckpoint {
                     n,
                     signature,
@@ -320,8 +329,14 @@ pub fn verify_jsonl(
                 }
             }
             "event" => {
-                let (Some(session), Some(seq), Some(global), Some(time_us), Some(hash), Some(event)) =
-                    (l.session, l.seq, l.global, l.time_us, l.hash, l.event)
+                let (
+                    Some(session),
+                    Some(seq),
+                    Some(global),
+                    Some(time_us),
+                    Some(hash),
+                    Some(event),
+                ) = (l.session, l.seq, l.global, l.time_us, l.hash, l.event)
                 else {
                     return Err(bad("an event"));
                 };

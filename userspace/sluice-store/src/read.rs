@@ -62,7 +62,10 @@ impl Filter {
             && self.target.as_ref().is_none_or(|t| *t == s.target)
             && self.since_us.is_none_or(|t| s.started_us >= t)
             && self.until_us.is_none_or(|t| s.started_us < t)
-            && self.sessions.as_ref().is_none_or(|ids| ids.contains(&s.session))
+            && self
+                .sessions
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&s.session))
     }
 
     /// Whether this is everything (no condition).
@@ -221,7 +224,10 @@ impl Reader {
     ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + '_ {
         let path = self.path.clone();
         self.db
-            .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&from, Direction::Forward))
+            .iterator_cf(
+                self.cf(CF_EVENTS),
+                IteratorMode::From(&from, Direction::Forward),
+            )
             .map(move |item| {
                 let (k, v) = item.map_err(|e| err(&path, e.into_string()))?;
                 let (session, seq) = codec::split_event_key(&k)
@@ -240,9 +246,7 @@ impl Reader {
     }
 
     /// Every checkpoint, in order.
-    pub fn checkpoints(
-        &self,
-    ) -> impl Iterator<Item = Result<RecordedCheckpoint, StoreError>> + '_ {
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<RecordedCheckpoint, StoreError>> + '_ {
         let path = self.path.clone();
         self.db
             .iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::Start)

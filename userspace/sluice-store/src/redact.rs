@@ -75,7 +75,10 @@ mod tests {
             mask_pans("insert into cards values ('4111111111111111', 'A. Holder')"),
             "insert into cards values ('411111******1111', 'A. Holder')"
         );
-        assert_eq!(mask_pans("pan=4111-1111-1111-1111"), "pan=4111-11**-****-1111");
+        assert_eq!(
+            mask_pans("pan=4111-1111-1111-1111"),
+            "pan=4111-11**-****-1111"
+        );
         assert_eq!(mask_pans("5555 5555 5555 4444!"), "5555 55** **** 4444!");
         // 19 digits (Luhn-valid), and 13.
         assert_eq!(mask_pans("6011000990139424"), "601100******9424");
@@ -86,9 +89,9 @@ mod tests {
     fn other_numbers_are_left_alone() {
         for s in [
             "select 1",
-            "4111111111111112",      // fails Luhn
-            "411111111111",          // 12 digits
-            "41111111111111111111",  // 20 digits
+            "4111111111111112",     // fails Luhn
+            "411111111111",         // 12 digits
+            "41111111111111111111", // 20 digits
             "order 12345, phone 555-0100",
             "4111  1111 1111 1111", // double space breaks the run
         ] {

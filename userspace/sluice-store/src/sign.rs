@@ -56,7 +56,8 @@ impl SigningKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir).map_err(|e| key_err("cannot create its directory", e))?;
+                    fs::create_dir_all(dir)
+                        .map_err(|e| key_err("cannot create its directory", e))?;
                 }
                 let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| {
                     StoreError::Key {
@@ -73,10 +74,11 @@ impl SigningKey {
                 f.write_all(der.as_ref())
                     .and_then(|()| f.sync_all())
                     .map_err(|e| key_err("cannot write it", e))?;
-                let pair = Ed25519KeyPair::from_pkcs8(der.as_ref()).map_err(|_| StoreError::Key {
-                    path: path.to_owned(),
-                    reason: "the generated key does not load".into(),
-                })?;
+                let pair =
+                    Ed25519KeyPair::from_pkcs8(der.as_ref()).map_err(|_| StoreError::Key {
+                        path: path.to_owned(),
+                        reason: "the generated key does not load".into(),
+                    })?;
                 let key = SigningKey { pair };
                 key.public().write(&public_path(path))?;
                 Ok((key, true))
@@ -199,7 +201,10 @@ mod tests {
         let path = dir.join("audit.key");
         let (key, created) = SigningKey::load_or_create(&path).unwrap();
         assert!(created);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (again, created) = SigningKey::load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(key.public(), again.public());

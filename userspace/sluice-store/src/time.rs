@@ -44,7 +44,11 @@ pub fn parse(text: &str, now_us: u64) -> Result<u64, String> {
             .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|p| p.parse::<i64>().ok())
     };
-    let (y, m, d) = (num(4).ok_or_else(bad)?, num(2).ok_or_else(bad)?, num(2).ok_or_else(bad)?);
+    let (y, m, d) = (
+        num(4).ok_or_else(bad)?,
+        num(2).ok_or_else(bad)?,
+        num(2).ok_or_else(bad)?,
+    );
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }

@@ -17,8 +17,13 @@
 //!   unless a signed expiry removed it.
 //!
 //! Events written after the newest checkpoint are reported as unsigned:
-//! their chain is checked, but nothing signed vouches for them yet.
-use std::collections::{BTreeMap, HashMap, HashSet};
+//! their chain is checked, but nothing signed vouches for them yet. A
+//! store the daemon has closed (or recovered after a crash) has none, so
+//! `sluice audit verify` fails on them unless told the store is live: an
+//! unsigned tail on a closed store means newer checkpoints were removed.
+//! Each session must also end at its `session_end`: anything after it was
+//! added.
+use std::collections::{HashMap, HashSet};
 
 use crate::{
     PublicKey,
@@ -53,6 +58,8 @@ impl std::fmt::Display for Problem {
 pub struct Report {
     /// Checkpoints checked.
     pub checkpoints: u64,
+    /// The newest checkpoint: number, time (µs), hash of its signed bytes.
+    pub newest: Option<(u64, u64, String)>,
     /// Sessions checked.
     pub sessions: u64,
     /// Events checked.
@@ -61,6 +68,8 @@ pub struct Report {
     pub unsigned_events: u64,
     /// Sessions removed by signed retention.
     pub expired_sessions: u64,
+    /// Signed sessions outside a filtered export (not checked).
+    pub outside_scope: u64,
     /// Problems, checkpoint problems first, then by session and event.
     pub problems: Vec<Problem>,
 }
@@ -91,8 +100,9 @@ pub struct Verifier {
     /// The newest checkpoint's global count.
     signed_global: u64,
     expired_events: u64,
-    /// Signed heads: session → seq → (hash, checkpoint n).
-    signed: HashMap<u64, BTreeMap<u32, (Hash, u64)>>,
+    /// The newest signed head of each session: seq, hash, checkpoint n. A
+    /// matching head pins every event before it through the chain.
+    signed: HashMap<u64, (u32, Hash, u64)>,
     expired: HashSet<u64>,
     /// Events present with global ≤ signed_global (for the count check).
     counted: u64,
@@ -106,8 +116,10 @@ struct Walk {
     session: u64,
     next_seq: u32,
     prev: Hash,
-    /// Stored hash and global of every event, by seq.
-    events: Vec<(Hash, u64)>,
+    /// (seq, stored hash, global) of every event, in seq order.
+    events: Vec<(u32, Hash, u64)>,
+    /// Seq of its `session_end`, once seen.
+    ended: Option<u32>,
 }
 
 impl Verifier {
@@ -138,24 +150,31 @@ impl Verifier {
         });
     }
 
-    /// The next checkpoint (in order).
+    /// The next checkpoint (in order; all of them before any event).
     pub fn checkpoint(&mut self, c: &RecordedCheckpoint) {
         self.report.checkpoints += 1;
+        if self.last_key.is_some() {
+            self.cp_problem(format!(
+                "checkpoint {} comes after events: checkpoints must all come first (moved)",
+                c.n
+            ));
+        }
         let signed = codec::signed_bytes(&c.body);
+        let hash = codec::hex(&codec::sha256(&signed));
         if c.n != self.next_n {
             self.cp_problem(format!(
                 "checkpoint {} found where checkpoint {} was expected: checkpoints were removed or inserted",
                 c.n, self.next_n
             ));
         }
-        self.next_n = c.n + 1;
+        self.next_n = c.n.saturating_add(1);
         if !self.key.verify(&signed, &c.signature) {
             self.cp_problem(format!(
                 "checkpoint {}: the signature does not verify with key {} (edited, or signed by another key)",
                 c.n,
                 self.key.fingerprint()
             ));
-            self.prev_checkpoint = codec::hex(&codec::sha256(&signed));
+            self.prev_checkpoint = hash;
             return;
         }
         let cp: Checkpoint = match serde_json::from_slice(&c.body) {
@@ -183,13 +202,20 @@ impl Verifier {
                 c.n
             ));
         }
-        self.prev_checkpoint = codec::hex(&codec::sha256(&signed));
+        self.report.newest = Some((c.n, cp.time_us, hash.clone()));
+        self.prev_checkpoint = hash;
         self.signed_global = cp.global;
-        self.expired_events += cp.expired_events;
+        self.expired_events = self.expired_events.saturating_add(cp.expired_events);
         for head in &cp.heads {
             match codec::unhex::<32>(&head.2) {
                 Some(h) => {
-                    self.signed.entry(head.0).or_default().insert(head.1, (h, cp.n));
+                    let newer = self
+                        .signed
+                        .get(&head.0)
+                        .is_none_or(|(s, _, _)| head.1 >= *s);
+                    if newer {
+                        self.signed.insert(head.0, (head.1, h, cp.n));
+                    }
                 }
                 None => self.cp_problem(format!(
                     "checkpoint {}: head of session {} is not a hash",
@@ -198,8 +224,9 @@ impl Verifier {
             }
         }
         for s in &cp.expired {
-            self.expired.insert(*s);
-            self.report.expired_sessions += 1;
+            if self.expired.insert(*s) {
+                self.report.expired_sessions += 1;
+            }
         }
     }
 
@@ -236,9 +263,12 @@ impl Verifier {
                 next_seq: 0,
                 prev: codec::genesis(e.session),
                 events: Vec::new(),
+                ended: None,
             });
         }
-        let mut walk = self.current.take().unwrap_or_else(|| unreachable!());
+        let Some(mut walk) = self.current.take() else {
+            return;
+        };
         if e.seq != walk.next_seq {
             self.problem(
                 e.session,
@@ -248,10 +278,13 @@ impl Verifier {
                     e.seq
                 ),
             );
-            // Keep positions aligned for the head checks.
-            while (walk.events.len() as u32) < e.seq {
-                walk.events.push(([0; 32], u64::MAX));
-            }
+        }
+        if let Some(end) = walk.ended {
+            self.problem(
+                e.session,
+                Some(e.seq),
+                format!("comes after the session's end (event {end}): added"),
+            );
         }
         let at = Position {
             session: e.session,
@@ -272,9 +305,13 @@ impl Verifier {
         } else {
             self.report.unsigned_events += 1;
         }
+        // Writers put `kind` first; an end event is the session's last.
+        if e.body.starts_with(br#"{"kind":"session_end""#) && walk.ended.is_none() {
+            walk.ended = Some(e.seq);
+        }
         walk.prev = e.hash;
-        walk.next_seq = e.seq + 1;
-        walk.events.push((e.hash, e.global));
+        walk.next_seq = e.seq.saturating_add(1);
+        walk.events.push((e.seq, e.hash, e.global));
         self.current = Some(walk);
     }
 
@@ -283,42 +320,44 @@ impl Verifier {
             return;
         };
         self.report.sessions += 1;
-        let heads = self.signed.remove(&walk.session).unwrap_or_default();
-        let mut last_signed = None;
-        for (&seq, &(hash, n)) in &heads {
-            match walk.events.get(seq as usize) {
-                None => {
-                    self.problem(
+        let last_signed = match self.signed.remove(&walk.session) {
+            None => None,
+            Some((seq, hash, n)) => {
+                match walk.events.binary_search_by_key(&seq, |(s, _, _)| *s) {
+                    Err(_) if walk.events.last().is_none_or(|(s, _, _)| *s < seq) => self.problem(
                         walk.session,
                         Some(walk.next_seq),
                         format!(
                             "missing: checkpoint {n} signed events up to {seq}, the session ends at {} (truncated)",
                             walk.next_seq.saturating_sub(1)
                         ),
-                    );
+                    ),
+                    Err(_) => self.problem(
+                        walk.session,
+                        Some(seq),
+                        format!("missing: checkpoint {n} signed this event (deleted)"),
+                    ),
+                    Ok(i) if walk.events[i].1 != hash => self.problem(
+                        walk.session,
+                        Some(seq),
+                        format!("differs from what checkpoint {n} signed (replaced)"),
+                    ),
+                    Ok(_) => {}
                 }
-                Some((stored, _)) if *stored != hash => self.problem(
-                    walk.session,
-                    Some(seq),
-                    format!("differs from what checkpoint {n} signed (replaced)"),
-                ),
-                Some(_) => {}
+                Some(seq)
             }
-            last_signed = Some(seq);
-        }
-        // Counted by the newest checkpoint but beyond every signed head:
+        };
+        // Counted by the newest checkpoint but beyond its signed head:
         // added after signing.
-        let covered = last_signed.map_or(0, |s| s as usize + 1);
-        if let Some((i, _)) = walk
+        if let Some(&(seq, _, _)) = walk
             .events
             .iter()
-            .enumerate()
-            .skip(covered)
-            .find(|(_, (_, g))| *g <= self.signed_global)
+            .filter(|(s, _, _)| last_signed.is_none_or(|l| *s > l))
+            .find(|(_, _, g)| *g <= self.signed_global)
         {
             self.problem(
                 walk.session,
-                Some(i as u32),
+                Some(seq),
                 "not covered by the checkpoint that counts it (added after signing)".into(),
             );
         }
@@ -327,20 +366,25 @@ impl Verifier {
     /// Finish: check what was never seen, sort, and report.
     pub fn finish(mut self, scope: &Scope) -> Report {
         self.close_session();
-        let signed: Vec<u64> = self.signed.keys().copied().collect();
-        for session in signed {
+        // Heads left: sessions whose events never came.
+        let mut left: Vec<(u64, u64)> = self.signed.iter().map(|(s, (_, _, n))| (*s, *n)).collect();
+        left.sort_unstable();
+        for (session, n) in left {
+            if self.expired.contains(&session) {
+                continue;
+            }
             let expected = match scope {
                 Scope::Everything => true,
                 Scope::Sessions(s) => s.contains(&session),
             };
-            if expected && !self.expired.contains(&session) && !self.seen_sessions.contains(&session)
-            {
-                let n = self.signed[&session].values().map(|(_, n)| *n).max().unwrap_or(0);
+            if expected {
                 self.problem(
                     session,
                     Some(0),
                     format!("missing: the whole session is gone, though checkpoint {n} signed it"),
                 );
+            } else {
+                self.report.outside_scope += 1;
             }
         }
         if let Scope::Sessions(s) = scope {

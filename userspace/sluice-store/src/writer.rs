@@ -331,6 +331,8 @@ impl Writer {
             && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
             && let Err(e) = self.checkpoint("interval", &[], 0, WriteBatch::default())
         {
+            // Try again one interval later, not at once.
+            self.last_checkpoint = Instant::now();
             tracing::error!(error = %e, "audit store: checkpoint failed");
         }
         if self
@@ -338,11 +340,15 @@ impl Writer {
             .is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
         {
             self.last_retention = Some(Instant::now());
-            let cutoff = codec::now_us()
-                .saturating_sub(self.options.retention.as_micros().min(u128::from(u64::MAX)) as u64);
+            let cutoff =
+                codec::now_us().saturating_sub(
+                    self.options.retention.as_micros().min(u128::from(u64::MAX)) as u64,
+                );
             match self.expire(cutoff) {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "audit store: retention removed old sessions"),
+                Ok(n) => {
+                    tracing::info!(sessions = n, "audit store: retention removed old sessions")
+                }
                 Err(e) => tracing::error!(error = %e, "audit store: retention failed"),
             }
         }
@@ -432,6 +438,11 @@ impl Writer {
                     }
                 }
             }
+            // A failed session writes nothing more; its `o` marker (if its
+            // start was written) has the next start close it as interrupted.
+            for session in &touched {
+                self.open.remove(session);
+            }
             self.failed.extend(touched);
         }
         for (session, reply) in barriers {
@@ -476,10 +487,14 @@ impl Writer {
             // Never write over a recorded session (an id handed out twice
             // would replace evidence): refuse the new one instead.
             if !matches!(
-                self.db.get_pinned_cf(self.cf(CF_EVENTS), codec::event_key(session, 0)),
+                self.db
+                    .get_pinned_cf(self.cf(CF_EVENTS), codec::event_key(session, 0)),
                 Ok(None)
             ) {
-                tracing::error!(session, "audit store: session id already recorded; refusing the session");
+                tracing::error!(
+                    session,
+                    "audit store: session id already recorded; refusing the session"
+                );
                 self.failed.insert(session);
                 return;
             }
@@ -498,7 +513,11 @@ impl Writer {
                     [],
                 );
             }
-            batch.put_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session), []);
+            batch.put_cf(
+                self.cf(CF_INDEXES),
+                codec::marker_key(index::OPEN, session),
+                [],
+            );
             batch.put_cf(
                 self.cf(CF_SESSIONS),
                 session.to_be_bytes(),
@@ -522,7 +541,12 @@ impl Writer {
             return;
         };
         if seq != open.next_seq {
-            tracing::error!(session, seq, expected = open.next_seq, "audit store: event out of order");
+            tracing::error!(
+                session,
+                seq,
+                expected = open.next_seq,
+                "audit store: event out of order"
+            );
             self.failed.insert(session);
             return;
         }
@@ -574,7 +598,11 @@ impl Writer {
             );
         }
         if self.dirty.insert(session, (seq, hash)).is_none() {
-            batch.put_cf(self.cf(CF_INDEXES), codec::marker_key(index::UNSIGNED, session), []);
+            batch.put_cf(
+                self.cf(CF_INDEXES),
+                codec::marker_key(index::UNSIGNED, session),
+                [],
+            );
         }
         if let Some(summary) = ended {
             batch.put_cf(
@@ -602,9 +630,11 @@ impl Writer {
             prev: self.checkpoint_hash.clone(),
             key: self.key.public().fingerprint(),
             reason: reason.into(),
+            // An expired session's absence is what this checkpoint signs.
             heads: self
                 .dirty
                 .iter()
+                .filter(|(s, _)| !expired.contains(s))
                 .map(|(&s, (seq, h))| Head(s, *seq, codec::hex(h)))
                 .collect(),
             expired: expired.to_vec(),
@@ -623,7 +653,10 @@ impl Writer {
             .encode(),
         );
         for session in self.dirty.keys() {
-            batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::UNSIGNED, *session));
+            batch.delete_cf(
+                self.cf(CF_INDEXES),
+                codec::marker_key(index::UNSIGNED, *session),
+            );
         }
         self.write(batch, true)?;
         self.unsynced = false;
@@ -675,7 +708,9 @@ impl Writer {
                 .map_err(|e| db_err(&self.options, e))?
                 .and_then(|v| serde_json::from_slice(&v).ok())
                 .unwrap_or_default();
-            let count = self.head_of(session)?.map_or(0, |(seq, _)| u64::from(seq) + 1);
+            let count = self
+                .head_of(session)?
+                .map_or(0, |(seq, _)| u64::from(seq) + 1);
             events += count;
             let started = summary.started_us;
             batch.delete_range_cf(
@@ -703,9 +738,10 @@ impl Writer {
                 );
             }
             batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session));
-            batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::UNSIGNED, session));
-            // A head not yet signed is dropped: the expiry signs its absence.
-            self.dirty.remove(&session);
+            batch.delete_cf(
+                self.cf(CF_INDEXES),
+                codec::marker_key(index::UNSIGNED, session),
+            );
         }
         self.checkpoint("expiry", &victims, events, batch)?;
         Ok(victims.len())

@@ -52,14 +52,21 @@ fn start(identity: &str) -> SessionStart {
 /// Three sessions of six events each (start, 2 × statement + outcome, end).
 fn record(dir: &Path) -> Store {
     let store = Store::open(&StoreOptions::new(dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     for who in ["ci-job", "agent", "ci-job"] {
         let log = store.begin(start(who));
         for i in 0..2 {
             let seq = log.record(&Event::Statement(StatementEvent {
                 protocol: "simple".into(),
                 text: format!("select * from cards where id = {i}"),
-                decision: if i == 1 && who == "agent" { "deny" } else { "allow" }.into(),
+                decision: if i == 1 && who == "agent" {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .into(),
                 ..StatementEvent::default()
             }));
             rt.block_on(log.durable()).unwrap();
@@ -114,7 +121,10 @@ fn an_untouched_store_verifies_and_lists_by_index() {
     let reader = Reader::open(&s.store()).unwrap();
     let all = reader.sessions(&Filter::default()).unwrap();
     assert_eq!(all.len(), 3);
-    assert!(all.iter().all(|x| x.end.as_deref() == Some("client terminated")));
+    assert!(
+        all.iter()
+            .all(|x| x.end.as_deref() == Some("client terminated"))
+    );
     let by_identity = Filter {
         identity: Some("ci-job".into()),
         ..Filter::default()
@@ -250,9 +260,9 @@ fn a_deleted_session_and_an_inserted_event_are_caught() {
         r.problems
     );
     assert!(
-        r.problems
-            .iter()
-            .any(|p| p.to_string().starts_with("the newest checkpoint counts 18 events")),
+        r.problems.iter().any(|p| p
+            .to_string()
+            .starts_with("the newest checkpoint counts 18 events")),
         "{:?}",
         r.problems
     );
@@ -321,7 +331,11 @@ fn exports_verify_on_their_own_and_catch_edits_and_cuts() {
     // One event's text edited.
     let edited = text.replacen("where id = 1", "where id = 7", 1);
     let (r, _) = export::verify_jsonl(&mut edited.as_bytes(), key).unwrap();
-    assert!(first(&r).starts_with("session 1 event 3:"), "{:?}", r.problems);
+    assert!(
+        first(&r).starts_with("session 1 event 3:"),
+        "{:?}",
+        r.problems
+    );
 
     // The last lines cut.
     let lines: Vec<&str> = text.lines().collect();
@@ -333,7 +347,9 @@ fn exports_verify_on_their_own_and_catch_edits_and_cuts() {
         r.problems
     );
     assert!(
-        r.problems.iter().any(|p| p.to_string().starts_with("session 3 event 4: missing")),
+        r.problems
+            .iter()
+            .any(|p| p.to_string().starts_with("session 3 event 4: missing")),
         "{:?}",
         r.problems
     );
@@ -392,7 +408,9 @@ fn reopening_continues_ids_and_the_checkpoint_chain() {
 fn session_ids_are_never_reused_after_a_reopen() {
     let s = Scratch::new("ids");
     let store = Store::open(&StoreOptions::new(s.store())).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let a = store.begin(start("a"));
     let b = store.begin(start("b"));
     rt.block_on(b.durable()).unwrap();
@@ -410,4 +428,93 @@ fn session_ids_are_never_reused_after_a_reopen() {
     let r = verify(&s.store());
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!(r.sessions, 3);
+}
+
+#[test]
+fn removing_the_newest_checkpoints_leaves_events_unsigned() {
+    let s = recorded("newest");
+    let db = raw(&s.store());
+    let cf = db.cf_handle(CF_CHECKPOINTS).unwrap();
+    let last = db
+        .iterator_cf(cf, rocksdb::IteratorMode::End)
+        .next()
+        .unwrap()
+        .unwrap()
+        .0;
+    db.delete_cf(cf, last).unwrap();
+    drop(db);
+    let r = verify(&s.store());
+    // The chain of the remaining checkpoints is whole; what the removed
+    // one covered is now unsigned, which `sluice audit verify` refuses
+    // unless told the store is live.
+    assert!(r.unsigned_events > 0, "{r:?}");
+}
+
+#[test]
+fn exports_with_moved_checkpoints_added_events_or_absurd_seqs_fail_cleanly() {
+    let s = recorded("moved");
+    let reader = Reader::open(&s.store()).unwrap();
+    let key = reader.public_key().unwrap();
+    let mut all = Vec::new();
+    export::jsonl(&reader, &Filter::default(), &mut all, &mut ()).unwrap();
+    let text = String::from_utf8(all).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+
+    // The newest checkpoint moved after the events.
+    let cp = lines
+        .iter()
+        .rposition(|l| l.starts_with(r#"{"type":"checkpoint""#))
+        .unwrap();
+    let moved_line = lines.remove(cp);
+    let end = lines.len() - 1;
+    lines.insert(end, moved_line);
+    let moved = lines.join("\n");
+    let (r, _) = export::verify_jsonl(&mut moved.as_bytes(), key).unwrap();
+    assert!(first(&r).contains("comes after events"), "{:?}", r.problems);
+
+    // An event appended after a session's end, with a valid chain hash.
+    let reader_events: Vec<_> = reader.events(1).map(Result::unwrap).collect();
+    let last = reader_events.last().unwrap();
+    let body = br#"{"kind":"statement","protocol":"simple","text":"select 2","decision":"allow"}"#;
+    let at = Position {
+        session: 1,
+        seq: last.seq + 1,
+        global: 1_000_000,
+        time_us: last.time_us,
+    };
+    let hash = codec::link(&last.hash, &at, body);
+    let extra = format!(
+        r#"{{"type":"event","session":1,"seq":{},"global":1000000,"time_us":{},"hash":"{}","event":{}}}"#,
+        at.seq,
+        at.time_us,
+        codec::hex(&hash),
+        std::str::from_utf8(body).unwrap()
+    );
+    let text2 = text.clone();
+    let mut lines: Vec<&str> = text2.lines().collect();
+    let after = lines
+        .iter()
+        .rposition(|l| l.contains(r#""session":1,"seq":"#))
+        .unwrap();
+    lines.insert(after + 1, &extra);
+    let joined = lines
+        .join("\n")
+        .replace(r#""events":18}"#, r#""events":19}"#);
+    let (r, _) = export::verify_jsonl(&mut joined.as_bytes(), key).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.to_string().contains("comes after the session's end")),
+        "{:?}",
+        r.problems
+    );
+
+    // A hostile seq number: reported, not a crash or a huge allocation.
+    let absurd = text.replacen(
+        r#""session":2,"seq":3,"#,
+        r#""session":2,"seq":4000000000,"#,
+        1,
+    );
+    let (r, _) = export::verify_jsonl(&mut absurd.as_bytes(), key).unwrap();
+    assert!(!r.ok());
 }

@@ -81,6 +81,13 @@ pub enum AuditCommand {
         /// kept inside the store or export is used, and the report says so.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
+        /// The daemon is still writing this store (or the export was taken
+        /// from a running daemon): events newer than the last checkpoint
+        /// (at most checkpoint_interval_ms old) are accepted unsigned. A
+        /// closed or crash-recovered store has none, so without this flag
+        /// they fail verification: they mean newer checkpoints were removed.
+        #[arg(long)]
+        live: bool,
     },
     /// Replay a session as it happened, with its timing.
     Replay {
@@ -210,7 +217,12 @@ fn dispatch(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             format,
             output,
         } => export_cmd(&store.open()?, &filter.filter()?, format, output.as_deref()),
-        AuditCommand::Verify { store, export, key } => verify(&store, export.as_deref(), key.as_deref()),
+        AuditCommand::Verify {
+            store,
+            export,
+            key,
+            live,
+        } => verify(&store, export.as_deref(), key.as_deref(), live),
         AuditCommand::Replay {
             store,
             id,
@@ -461,14 +473,23 @@ fn export_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(store: &StoreArg, export: Option<&Path>, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn verify(
+    store: &StoreArg,
+    export: Option<&Path>,
+    key: Option<&Path>,
+    live: bool,
+) -> anyhow::Result<ExitCode> {
     let trusted = key.map(PublicKey::read).transpose()?;
     let (report, used, what) = match export {
         Some(path) => {
             let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let (report, info) = export::verify_jsonl(&mut BufReader::new(f), trusted)
                 .map_err(anyhow::Error::msg)?;
-            (report, trusted.or(info.public_key), format!("export {}", path.display()))
+            (
+                report,
+                trusted.or(info.public_key),
+                format!("export {}", path.display()),
+            )
         }
         None => {
             let reader = store.open()?;
@@ -477,7 +498,11 @@ fn verify(store: &StoreArg, export: Option<&Path>, key: Option<&Path>) -> anyhow
                 bail!("no public key: the store holds none; pass --key");
             };
             let report = export::verify_store(&reader, k)?;
-            (report, Some(k), format!("store {}", reader.path().display()))
+            (
+                report,
+                Some(k),
+                format!("store {}", reader.path().display()),
+            )
         }
     };
     let fingerprint = used.map_or("?".into(), |k| k.fingerprint());
@@ -486,6 +511,17 @@ fn verify(store: &StoreArg, export: Option<&Path>, key: Option<&Path>) -> anyhow
             "note: verified with the public key found inside the {what} (fingerprint {fingerprint}); \
              pass --key with the key you hold to rule out a re-signed copy"
         );
+    }
+    let mut report = report;
+    if report.unsigned_events > 0 && !live {
+        report.problems.push(sluice_store::verify::Problem {
+            session: None,
+            seq: None,
+            what: format!(
+                "{} event(s) are newer than the last checkpoint: a closed store has none, so newer checkpoints were removed (pass --live if the daemon is writing this store)",
+                report.unsigned_events
+            ),
+        });
     }
     print_report(&report, &what, &fingerprint);
     Ok(if report.ok() {
@@ -500,10 +536,22 @@ fn print_report(r: &Report, what: &str, fingerprint: &str) {
         "{what}: {} checkpoint(s), {} session(s), {} event(s), {} expired session(s), key {fingerprint}",
         r.checkpoints, r.sessions, r.events, r.expired_sessions
     );
+    if let Some((n, time_us, hash)) = &r.newest {
+        println!(
+            "newest checkpoint: #{n} at {}, hash {hash} (compare with the daemon's \"audit checkpoint signed\" log lines)",
+            rfc3339(*time_us)
+        );
+    }
     if r.unsigned_events > 0 {
         println!(
             "note: {} event(s) are newer than the last checkpoint: their chains check, no signature covers them yet",
             r.unsigned_events
+        );
+    }
+    if r.outside_scope > 0 {
+        println!(
+            "note: a filtered export: {} signed session(s) are outside it and were not checked",
+            r.outside_scope
         );
     }
     if r.ok() {
@@ -534,7 +582,11 @@ fn stats(reader: &Reader) -> anyhow::Result<ExitCode> {
         last = serde_json::from_slice::<sluice_store::checkpoint::Checkpoint>(&c.body).ok();
     }
     println!("store        {}", reader.path().display());
-    println!("sessions     {} ({} open or interrupted)", sessions.len(), open.len());
+    println!(
+        "sessions     {} ({} open or interrupted)",
+        sessions.len(),
+        open.len()
+    );
     println!("events       {events} in ended sessions");
     println!("statements   {statements} allowed, {denied} denied");
     if let (Some(first), Some(newest)) = (sessions.first(), sessions.last()) {
@@ -553,6 +605,9 @@ fn stats(reader: &Reader) -> anyhow::Result<ExitCode> {
         ),
         None => println!("checkpoints  none"),
     }
-    println!("disk         {:.1} MiB", reader.disk_bytes() as f64 / 1048576.0);
+    println!(
+        "disk         {:.1} MiB",
+        reader.disk_bytes() as f64 / 1048576.0
+    );
     Ok(ExitCode::SUCCESS)
 }
