@@ -181,6 +181,24 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
         "{}",
         text(&out)
     );
+    // A copy of the store directory, as an auditor would take away.
+    let copy = run.scratch.0.join("store-copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", store_dir(&run.scratch.0).to_str().unwrap()])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let out = run.daemon.cli(&[
+        "audit",
+        "verify",
+        "--store",
+        copy.to_str().unwrap(),
+        "--key",
+        pubkey.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("3 session(s)"), "{}", text(&out));
 
     // Files are private: the store directory 700, its files and the key 600.
     let store = store_dir(&run.scratch.0);
