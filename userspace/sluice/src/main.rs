@@ -71,7 +71,7 @@ enum Command {
     /// chain of events, with signed checkpoints. These commands read the
     /// store without changing it, also while the daemon runs; `verify`
     /// needs only the public key.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = AUDIT_EXAMPLES)]
     Audit(audit::AuditCommand),
     /// Workload tokens for credential injection.
     #[command(subcommand)]
@@ -85,6 +85,15 @@ enum Command {
         config: PathBuf,
     },
 }
+
+const AUDIT_EXAMPLES: &str = "Examples:
+  sluice audit list -c /etc/sluice/sluice.toml --since 1d --decision deny
+  sluice audit show 42
+  sluice audit replay 42 --real-time --speed 10
+  sluice audit key > audit.pub            # keep a copy off this host
+  sluice audit export --since 2026-01-01 --output q1.jsonl
+  sluice audit verify --export q1.jsonl --key audit.pub
+  sluice audit verify --live --key audit.pub   # the running daemon's store";
 
 #[derive(Subcommand)]
 enum TokenCommand {
