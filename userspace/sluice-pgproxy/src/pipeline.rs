@@ -279,7 +279,6 @@ impl Frontend<'_> {
     /// database, the client is told why, and the session ends (fail closed).
     async fn store_failed(&self, uw: &mut WriteHalf, e: sluice_store::StoreError) -> PgError {
         tracing::error!(error = %e, "statement refused: the audit store could not record it");
-        let _ = uw.shutdown().await;
         self.shared.ended_by("audit store failure");
         *self.shared.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(BackendMessage::ErrorResponse(vec![
@@ -293,6 +292,8 @@ impl Frontend<'_> {
                 (b'D', e.to_string()),
             ]));
         self.shared.wake.notify_one();
+        // Only now: the database's EOF must not overtake the reason.
+        let _ = uw.shutdown().await;
         PgError::Refused(format!("audit store failure: {e}"))
     }
 
@@ -997,6 +998,10 @@ async fn backend<D: Downstream>(
         tokio::select! {
             read = ur.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) if shared.terminated.load(Ordering::Acquire) => break Ok(()),
+                // sluice closed the database side itself (malformed client
+                // input, audit store failure): the loop's top tells the
+                // client why.
+                Ok(0) | Err(_) if has_fatal(shared) => {}
                 Ok(0) => {
                     shared.ended_by("the database closed the connection");
                     lost_database(&mut cw).await;
@@ -1015,6 +1020,14 @@ async fn backend<D: Downstream>(
     let _ = cw.shutdown().await;
     shared.ended.notify_one();
     (sent, result)
+}
+
+fn has_fatal(shared: &Shared) -> bool {
+    shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
 }
 
 /// If this ErrorResponse frame answers a poison statement, the refusal that
