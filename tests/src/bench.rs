@@ -307,7 +307,10 @@ impl Bench<'_> {
     }
 }
 
-pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
+/// `audit`: sessions through sluice are recorded in the store (sync
+/// durability, as deployed) and the results go to `relay-audit.*`;
+/// otherwise the relay alone is measured (`relay.*`).
+pub fn relay(duration: u32, clients: &[u32], audit: bool) -> anyhow::Result<()> {
     let load_start = loadavg();
     let mut ca_cert = PathBuf::new();
     let r = scenario::start_custom("bench", 30, |p| {
@@ -324,7 +327,7 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
             ),
             // The relay alone: recording (fsync before each statement) is
             // measured separately.
-            store: "enabled = false".into(),
+            store: if audit { "" } else { "enabled = false" }.into(),
             ..scenario::Custom::default()
         }
     });
@@ -426,6 +429,7 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
     drop(r);
     let meta = Meta {
         duration,
+        audit,
         unlogged_direct_tps: unlogged,
         load_start,
         load_end: loadavg(),
@@ -435,6 +439,8 @@ pub fn relay(duration: u32, clients: &[u32]) -> anyhow::Result<()> {
 
 struct Meta {
     duration: u32,
+    /// Sessions through sluice were recorded (durability sync).
+    audit: bool,
     /// Direct at [`TARGET_CLIENTS`] without `--log`: the logging cost.
     unlogged_direct_tps: Option<f64>,
     load_start: String,
@@ -525,13 +531,19 @@ fn report(meta: &Meta, main: &[Sample], tls: &[Sample]) -> anyhow::Result<()> {
     let mut md = String::new();
     writeln!(
         md,
-        "# Relay benchmark: pgbench through sluice, direct and pgbouncer\n"
+        "# Relay benchmark: pgbench through sluice, direct and pgbouncer{}\n",
+        if meta.audit {
+            " — sluice recording every session (store, durability sync)"
+        } else {
+            " — the relay alone (recording off)"
+        }
     )?;
     writeln!(
         md,
-        "`cargo xtask bench relay --duration {}`, commit {}, {}, {} CPUs; load average {} at the start, {} at the end \
+        "`cargo xtask bench relay --duration {}{}`, commit {}, {}, {} CPUs; load average {} at the start, {} at the end \
          (other jobs share this machine: compare routes within one run, not runs with each other).\n",
         meta.duration,
+        if meta.audit { " --audit" } else { "" },
         command_line(&["git", "describe", "--always", "--dirty", "--abbrev=7"]),
         command_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
@@ -673,9 +685,10 @@ fn report(meta: &Meta, main: &[Sample], tls: &[Sample]) -> anyhow::Result<()> {
     println!("\n{md}");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&dir)?;
-    fs::write(dir.join("relay.json"), json)?;
-    fs::write(dir.join("relay.md"), md)?;
-    println!("written to bench/results/relay.json and relay.md");
+    let name = if meta.audit { "relay-audit" } else { "relay" };
+    fs::write(dir.join(format!("{name}.json")), json)?;
+    fs::write(dir.join(format!("{name}.md")), md)?;
+    println!("written to bench/results/{name}.json and {name}.md");
     Ok(())
 }
 
@@ -719,10 +732,11 @@ fn json(meta: &Meta, targets: &[Target], main: &[Sample], tls: &[Sample]) -> Str
         })
         .collect();
     format!(
-        "{{\n  \"suite\": \"relay\",\n  \"duration_s\": {},\n  \"workload\": \"pgbench -S, scale 10\",\n  \
+        "{{\n  \"suite\": \"relay\",\n  \"audit_store\": {},\n  \"duration_s\": {},\n  \"workload\": \"pgbench -S, scale 10\",\n  \
          \"latency_source\": \"pgbench --log per-transaction times, every measured run\",\n  \
          \"unlogged_direct_tps_{TARGET_CLIENTS}_clients\": {},\n  \"loadavg_start\": {},\n  \"loadavg_end\": {},\n  \
          \"policy_deny_patterns\": [{}],\n  \"targets\": [\n{}\n  ],\n  \"samples\": [\n{}\n  ]\n}}\n",
+        meta.audit,
         meta.duration,
         num(meta.unlogged_direct_tps),
         json_str(&meta.load_start),

@@ -184,9 +184,9 @@ fn write_results(duration: u32, points: &[Point]) -> anyhow::Result<()> {
             p.wait_p50_us,
             p.wait_p99_us
         )?;
-        write!(
+        writeln!(
             json,
-            "    {{\"durability\": \"{}\", \"sessions\": {}, \"seconds\": {:.2}, \"events\": {}, \"statements\": {}, \"events_per_s\": {:.0}, \"wait_p50_us\": {}, \"wait_p99_us\": {}}}{}\n",
+            "    {{\"durability\": \"{}\", \"sessions\": {}, \"seconds\": {:.2}, \"events\": {}, \"statements\": {}, \"events_per_s\": {:.0}, \"wait_p50_us\": {}, \"wait_p99_us\": {}}}{}",
             p.durability,
             p.sessions,
             p.seconds,

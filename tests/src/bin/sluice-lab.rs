@@ -55,6 +55,10 @@ enum BenchSuite {
         /// Client counts to measure.
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         clients: Vec<u32>,
+        /// Record every session through sluice in the store (durability
+        /// sync, as deployed); writes bench/results/relay-audit.{json,md}.
+        #[arg(long)]
+        audit: bool,
     },
     /// The session store alone: sustained append rate and the durability
     /// wait each statement pays (p50/p99) with `durability = "sync"` at
@@ -84,8 +88,13 @@ fn main() -> anyhow::Result<()> {
         } => sluice_lab::labctl::status(),
         Command::Demo { keep } => sluice_lab::demo::run(keep),
         Command::Bench {
-            suite: BenchSuite::Relay { duration, clients },
-        } => sluice_lab::bench::relay(duration, &clients),
+            suite:
+                BenchSuite::Relay {
+                    duration,
+                    clients,
+                    audit,
+                },
+        } => sluice_lab::bench::relay(duration, &clients, audit),
         Command::Bench {
             suite: BenchSuite::Store { duration, sessions },
         } => sluice_lab::bench_store::store(duration, &sessions),

@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// One recorded event.
+// Built once and serialised at once; the size of the start variant costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {

@@ -62,7 +62,7 @@ pub fn luhn(digits: impl DoubleEndedIterator<Item = u8>) -> bool {
             d
         };
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

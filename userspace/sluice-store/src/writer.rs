@@ -381,14 +381,13 @@ impl Writer {
                     }
                     touched.insert(session);
                     max_session = max_session.max(session);
-                    if !undo_open.contains_key(&session) {
-                        let before = self.open.get(&session).map(|o| Open {
+                    if let std::collections::hash_map::Entry::Vacant(v) = undo_open.entry(session) {
+                        v.insert(self.open.get(&session).map(|o| Open {
                             next_seq: o.next_seq,
                             head: o.head,
                             summary: o.summary.clone(),
                             decisions: o.decisions.clone(),
-                        });
-                        undo_open.insert(session, before);
+                        }));
                         undo_dirty.insert(session, self.dirty.get(&session).copied());
                     }
                     self.apply(&mut batch, session, seq, &body, note, now);
