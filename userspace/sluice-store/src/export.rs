@@ -218,39 +218,29 @@ pub struct ExportInfo {
     pub sessions: Vec<SessionSummary>,
 }
 
+/// One export line; which fields it has depends on its `type` (missing
+/// ones are None).
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    #[serde(default)]
     format: Option<&'a str>,
-    #[serde(default)]
     public_key: Option<String>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     scope: Option<&'a RawValue>,
-    #[serde(default)]
     n: Option<u64>,
-    #[serde(default)]
     signature: Option<&'a str>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     body: Option<&'a RawValue>,
-    #[serde(default)]
     summary: Option<SessionSummary>,
-    #[serde(default)]
     session: Option<u64>,
-    #[serde(default)]
     seq: Option<u32>,
-    #[serde(default)]
     global: Option<u64>,
-    #[serde(default)]
     time_us: Option<u64>,
-    #[serde(default)]
     hash: Option<&'a str>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     event: Option<&'a RawValue>,
-    #[serde(default)]
     sessions: Option<u64>,
-    #[serde(default)]
     events: Option<u64>,
 }
 
