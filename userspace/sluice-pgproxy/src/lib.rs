@@ -10,7 +10,8 @@
 //! stream; `pipeline.rs` runs the two directions of a ready session,
 //! keeping injected responses (refusals) in protocol order with upstream's;
 //! `results.rs` works out, with no I/O, which columns each row holds, for
-//! the rewrite hook.
+//! the rewrite hook; `record.rs` is what a session records in the audit
+//! store, and when.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

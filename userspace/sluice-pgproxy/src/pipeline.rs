@@ -27,6 +27,12 @@
 //! notification and error to the rewriter with its result context. Frames
 //! the rewriter keeps are still written from the read buffer; replacements
 //! are encoded in their place, in order, in the same write.
+//!
+//! With a session log (the audit store), every decision is recorded as it
+//! is made and a batch leaves only once its events are durable; the
+//! database → client loop's observer records each command's outcome
+//! (`record.rs`). If the store cannot write, nothing of the batch is sent
+//! and the session ends with the reason (fail closed).
 use std::{
     collections::HashMap,
     sync::{
