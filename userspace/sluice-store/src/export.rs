@@ -93,23 +93,15 @@ pub fn jsonl(
         )
         .map_err(io)?;
     }
-    let mut written = Written::default();
-    let total = sessions.len() as u64;
-    for s in &sessions {
-        writeln!(
+    let written = walk(reader, &sessions, progress, |item| match item {
+        Item::Session(s) => writeln!(
             out,
             r#"{{"type":"session","summary":{}}}"#,
             serde_json::to_string(s).unwrap_or_default()
         )
-        .map_err(io)?;
-        for e in reader.events(s.session) {
-            let e = e?;
-            write_event(out, &e)?;
-            written.events += 1;
-        }
-        written.sessions += 1;
-        progress.session_done(written.sessions, total, written.events);
-    }
+        .map_err(io),
+        Item::Event(_, e) => write_event(out, e),
+    })?;
     writeln!(
         out,
         r#"{{"type":"end","sessions":{},"events":{}}}"#,
@@ -154,11 +146,11 @@ pub fn csv(
         "session,seq,time,identity,target,kind,protocol,text,decision,rule,status,tag,rows,sqlstate,duration_us,reason"
     )
     .map_err(io)?;
-    let mut written = Written::default();
-    let total = sessions.len() as u64;
-    for s in &sessions {
-        for e in reader.events(s.session) {
-            let e = e?;
+    let written = walk(reader, &sessions, progress, |item| {
+        let Item::Event(s, e) = item else {
+            return Ok(());
+        };
+        {
             let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap_or_default();
             let f = |k: &str| match v.get(k) {
                 Some(serde_json::Value::String(s)) => s.clone(),
@@ -184,13 +176,37 @@ pub fn csv(
                 f("reason"),
             ];
             let line: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
-            writeln!(out, "{}", line.join(",")).map_err(io)?;
+            writeln!(out, "{}", line.join(",")).map_err(io)
+        }
+    })?;
+    out.flush().map_err(io)?;
+    Ok(written)
+}
+
+/// What [`walk`] hands its callback: a session, then each of its events.
+enum Item<'a> {
+    Session(&'a SessionSummary),
+    Event(&'a SessionSummary, &'a RecordedEvent),
+}
+
+/// Every session and its events in order, counted, with progress.
+fn walk(
+    reader: &Reader,
+    sessions: &[SessionSummary],
+    progress: &mut dyn Progress,
+    mut each: impl FnMut(Item<'_>) -> Result<(), StoreError>,
+) -> Result<Written, StoreError> {
+    let mut written = Written::default();
+    let total = sessions.len() as u64;
+    for s in sessions {
+        each(Item::Session(s))?;
+        for e in reader.events(s.session) {
+            each(Item::Event(s, &e?))?;
             written.events += 1;
         }
         written.sessions += 1;
         progress.session_done(written.sessions, total, written.events);
     }
-    out.flush().map_err(io)?;
     Ok(written)
 }
 
