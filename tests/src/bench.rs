@@ -320,7 +320,7 @@ pub fn relay(duration: u32, clients: &[u32], audit: bool) -> anyhow::Result<()> 
         let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| format!("'{p}'")).collect();
         scenario::Custom {
             sections: format!(
-                "[policy]\ndeny_patterns = [{}]\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                "[policy]\ndefault = \"allow\"\ndeny_patterns = [{}]\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
                 patterns.join(", "),
                 leaf.cert.display(),
                 leaf.key.display()

@@ -24,7 +24,15 @@ pub const READY: &str = "sluice is intercepting";
 impl Daemon {
     /// Start `sluice run` in the namespace at `ns_path`. `cgroup`, if given,
     /// is joined first (to prove the proxy's own sockets are not redirected).
+    ///
+    /// sluice refuses every statement no rule allows. Most lab tests are
+    /// about interception, sessions and recording, not policy: a config
+    /// without a `[policy]` table gets `default = "allow"` appended.
     pub fn start(ns_path: &str, config: &Path, log: &Path, cgroup: Option<&Path>) -> Daemon {
+        let text = fs::read_to_string(config).unwrap();
+        if !text.contains("[policy]") {
+            fs::write(config, format!("{text}\n[policy]\ndefault = \"allow\"\n")).unwrap();
+        }
         let bin = crate::sluice_bin();
         let logfile = fs::OpenOptions::new()
             .create(true)

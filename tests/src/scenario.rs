@@ -38,13 +38,13 @@ pub fn start_with(tag: &str, index: u8, proxy_extra: &str, sections: &str) -> Ga
 
 /// The policy the PostgreSQL tests run with: `DROP TABLE` and `DELETE`
 /// without WHERE are refused.
-pub const TEST_POLICY: &str = "[policy]\ndeny_patterns = [\"(?i)\\\\bdrop\\\\s+table\\\\b\", \"(?i)^\\\\s*delete\\\\s+from\\\\s+\\\\w+\\\\s*;?\\\\s*$\"]\n";
+pub const TEST_POLICY: &str = "[policy]\ndefault = \"allow\"\ndeny_patterns = [\"(?i)\\\\bdrop\\\\s+table\\\\b\", \"(?i)^\\\\s*delete\\\\s+from\\\\s+\\\\w+\\\\s*;?\\\\s*$\"]\n";
 
 /// [`start`] with [`TEST_POLICY`], checking the daemon loaded it.
 pub fn start_with_test_policy(tag: &str, index: u8) -> GatewayRun {
     let s = start_with(tag, index, "", TEST_POLICY);
     assert!(
-        s.daemon.log_text().contains("deny patterns loaded"),
+        s.daemon.log_text().contains("deny_patterns=2"),
         "{}",
         s.daemon.log_text()
     );

@@ -23,8 +23,8 @@ use sluice_lab::{
 };
 use sluice_pgproxy::{
     CancelRegistry, Column, CopyFormat, Decision, Format, Notification, PatternPolicy, Policy,
-    Rewrite, RewriteOrDrop, Rewriter, Route, SessionConfig, Statement, TargetAuth, TargetSettings,
-    UpstreamTls, Value, Workload,
+    Rewrite, RewriteOrDrop, Rewriter, Route, SessionConfig, SessionInfo, SessionPolicy, Statement,
+    TargetAuth, TargetSettings, UpstreamTls, Value, Workload,
 };
 
 const TEXT: u32 = 25;
@@ -60,11 +60,25 @@ struct TestPolicy {
 }
 
 impl Policy for TestPolicy {
-    fn decide(&self, statement: &Statement<'_>) -> Decision {
-        self.deny.decide(statement)
+    fn session(&self, _info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
+        Box::new(TestSession {
+            deny: self.deny.clone(),
+            log: self.log.clone(),
+        })
+    }
+}
+
+struct TestSession {
+    deny: PatternPolicy,
+    log: Log,
+}
+
+impl SessionPolicy for TestSession {
+    fn decide(&mut self, statement: &Statement<'_>) -> Decision {
+        self.deny.check(statement)
     }
 
-    fn rewriter(&self) -> Option<Box<dyn Rewriter>> {
+    fn rewriter(&mut self) -> Option<Box<dyn Rewriter>> {
         Some(Box::new(Recorder {
             log: self.log.clone(),
         }))

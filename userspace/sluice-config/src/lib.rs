@@ -63,9 +63,14 @@ pub struct Config {
     /// Protected database targets.
     #[serde(default)]
     pub targets: Vec<Target>,
-    /// Statement policy.
+    /// Statement policy: rules per identity and target (`[policy]`,
+    /// `[[policy.rules]]`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Sensitive columns, masking and content detectors (`[masking]`,
+    /// `[[masking.columns]]`).
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// TLS on the client leg: sluice terminates it with this certificate.
     /// Absent: clients asking for TLS are told the server has none (`N`).
     pub tls: Option<ClientTlsConfig>,
@@ -142,16 +147,7 @@ pub struct ClientTlsConfig {
     pub require: bool,
 }
 
-/// Statement policy. Today: refuse statements whose text matches a pattern
-/// (the hook the AST policy of a later milestone plugs into).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// Regular expressions (Rust `regex` syntax); a statement whose text
-    /// matches any of them is refused with SQLSTATE 42501.
-    #[serde(default)]
-    pub deny_patterns: Vec<String>,
-}
+pub use sluice_policy::engine::{MaskingConfig, PolicyConfig};
 
 /// Proxy-wide settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -447,6 +443,48 @@ impl Config {
                 return Err(invalid(
                     &format!("policy.deny_patterns[{i}]"),
                     format!("not a valid regular expression: {e}"),
+                ));
+            }
+        }
+        let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        for (i, r) in self.policy.rules.iter().enumerate() {
+            if r.action.is_none() {
+                return Err(invalid(
+                    &format!("policy.rules[{i}].action"),
+                    "required: \"allow\", \"approve\" or \"deny\"".into(),
+                ));
+            }
+            if r.raw && r.action != Some(sluice_policy::engine::Action::Allow) {
+                return Err(invalid(
+                    &format!("policy.rules[{i}].raw"),
+                    "raw passthrough only makes sense on an allow rule".into(),
+                ));
+            }
+            for t in &r.targets {
+                if !names.contains(&t.as_str()) {
+                    return Err(invalid(
+                        &format!("policy.rules[{i}].targets"),
+                        format!("no target is named {t:?}"),
+                    ));
+                }
+            }
+        }
+        for (i, c) in self.masking.columns.iter().enumerate() {
+            if let Some(t) = &c.target
+                && !names.contains(&t.as_str())
+            {
+                return Err(invalid(
+                    &format!("masking.columns[{i}].target"),
+                    format!("no target is named {t:?}"),
+                ));
+            }
+            if c.format == sluice_policy::mask::MaskFormat::Token
+                && self.masking.token_key_file.is_none()
+            {
+                return Err(invalid(
+                    &format!("masking.columns[{i}].format"),
+                    "format = \"token\" needs masking.token_key_file (32 random bytes or more)"
+                        .into(),
                 ));
             }
         }

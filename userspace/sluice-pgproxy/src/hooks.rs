@@ -1,13 +1,15 @@
 //! Where policy, masking and recording plug into a session.
 //!
-//! Every statement — simple-query text, or Parse text with the Bind
-//! parameters that run it — passes [`Policy::decide`] before it reaches the
-//! database. The test policy here, [`PatternPolicy`], refuses statements
-//! matching configured regular expressions; the AST policy of a later
-//! milestone implements the same trait.
+//! Each session gets its own [`SessionPolicy`] from [`Policy::session`],
+//! told who the session is ([`SessionInfo`]). Every statement — simple-query
+//! text, or Parse text with the Bind parameters that run it — passes
+//! [`SessionPolicy::decide`] before it reaches the database.
+//! [`PatternPolicy`] refuses statements matching configured regular
+//! expressions; the rule and masking engine (`sluice-policy`, adapted in
+//! `sluice-relay`) implements the same traits.
 //!
-//! On the way back, a policy may give each session a [`Rewriter`]
-//! ([`Policy::rewriter`]). Every DataRow, CopyData (database → client),
+//! On the way back, a session policy may give the session a [`Rewriter`]
+//! ([`SessionPolicy::rewriter`]). Every DataRow, CopyData (database → client),
 //! NoticeResponse, NotificationResponse and ErrorResponse then passes it,
 //! one message at a time as it streams — a result is never buffered — with
 //! what the engine knows about it: a row's [`Column`]s (name, source table
@@ -15,7 +17,7 @@
 //! [`CopyFormat`]. A session without a rewriter forwards these frames
 //! without decoding them. FunctionCallResponse (the fast-path interface)
 //! does not pass the rewriter: it has no description, and a policy that
-//! cares refuses FunctionCall in [`Policy::decide`].
+//! cares refuses FunctionCall in [`SessionPolicy::decide`].
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -45,17 +47,38 @@ pub enum Decision {
     },
 }
 
-/// Decides statements. Must be fast and synchronous: it runs inline on the
-/// session's task for every statement.
-pub trait Policy: Send + Sync {
-    /// Decide one statement.
-    fn decide(&self, statement: &Statement<'_>) -> Decision;
+/// Who a session is, for policies that decide per identity and target.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInfo<'a> {
+    /// The workload identity the session is recorded under.
+    pub identity: &'a str,
+    /// The target's name.
+    pub target: &'a str,
+    /// Database user from the startup message.
+    pub user: &'a str,
+    /// Database name from the startup message.
+    pub database: &'a str,
+}
 
-    /// The rewriter for one new session, asked for once when the session
-    /// becomes ready. `None` (the default) leaves the database → client
-    /// direction on its fast path: frames are forwarded from the read buffer
-    /// after a header scan, and result context is not tracked at all.
-    fn rewriter(&self) -> Option<Box<dyn Rewriter>> {
+/// Makes one [`SessionPolicy`] per session.
+pub trait Policy: Send + Sync {
+    /// The policy of one new session, asked for once when the session
+    /// becomes ready.
+    fn session(&self, info: &SessionInfo<'_>) -> Box<dyn SessionPolicy>;
+}
+
+/// Decides one session's statements. Must be fast and synchronous: it runs
+/// inline on the session's client → database task for every statement. It
+/// may keep state (`&mut self`), e.g. what it asked the rewriter to mask.
+pub trait SessionPolicy: Send + Sync {
+    /// Decide one statement.
+    fn decide(&mut self, statement: &Statement<'_>) -> Decision;
+
+    /// The session's rewriter, asked for once before the first statement.
+    /// `None` (the default) leaves the database → client direction on its
+    /// fast path: frames are forwarded from the read buffer after a header
+    /// scan, and result context is not tracked at all.
+    fn rewriter(&mut self) -> Option<Box<dyn Rewriter>> {
         None
     }
 }
@@ -219,10 +242,12 @@ pub trait Rewriter: Send {
     }
 }
 
-/// Refuses statements whose text matches any configured pattern.
+/// Refuses statements whose text matches any configured pattern, for every
+/// session alike.
+#[derive(Clone)]
 pub struct PatternPolicy {
-    set: RegexSet,
-    patterns: Vec<String>,
+    set: std::sync::Arc<RegexSet>,
+    patterns: std::sync::Arc<[String]>,
 }
 
 impl PatternPolicy {
@@ -230,20 +255,31 @@ impl PatternPolicy {
     /// naming it.
     pub fn new(patterns: &[String]) -> Result<PatternPolicy, regex::Error> {
         Ok(PatternPolicy {
-            set: RegexSet::new(patterns)?,
-            patterns: patterns.to_vec(),
+            set: std::sync::Arc::new(RegexSet::new(patterns)?),
+            patterns: patterns.into(),
         })
     }
-}
 
-impl Policy for PatternPolicy {
-    fn decide(&self, statement: &Statement<'_>) -> Decision {
+    /// Decide one statement.
+    pub fn check(&self, statement: &Statement<'_>) -> Decision {
         match self.set.matches(statement.text).iter().next() {
             Some(i) => Decision::Deny {
                 rule: format!("deny_patterns[{i}] = {:?}", self.patterns[i]),
             },
             None => Decision::Allow,
         }
+    }
+}
+
+impl Policy for PatternPolicy {
+    fn session(&self, _info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
+        Box::new(self.clone())
+    }
+}
+
+impl SessionPolicy for PatternPolicy {
+    fn decide(&mut self, statement: &Statement<'_>) -> Decision {
+        self.check(statement)
     }
 }
 
@@ -268,7 +304,7 @@ mod tests {
             ("select 'dropped table'", false),
         ];
         for (text, denied) in cases {
-            let d = p.decide(&Statement {
+            let d = p.check(&Statement {
                 text,
                 params: &[],
                 protocol: "simple",

@@ -33,7 +33,7 @@ use std::{
 pub use cancel::CancelRegistry;
 pub use hooks::{
     Column, CopyFormat, Decision, Fields, Format, Notification, PatternPolicy, Policy, Rewrite,
-    RewriteOrDrop, Rewriter, Statement, Value,
+    RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Statement, Value,
 };
 pub use inject::token_hash;
 use sluice_config::secrets::Secrets;

@@ -19,7 +19,7 @@
 //! batch failed first, the database never reached the poison and the client
 //! sees that earlier error, as it would without sluice.
 //!
-//! With a rewriter (`Policy::rewriter`), the client → database task also
+//! With a rewriter (`SessionPolicy::rewriter`), the client → database task also
 //! queues, for every message the database will answer, what it is (a
 //! `results::Request`: the very messages sent, poison statements included)
 //! before the bytes leave; the database → client task follows the answers
@@ -56,7 +56,7 @@ use tokio::{
 use sluice_store::SessionLog;
 
 use crate::{
-    Decision, PgError, SessionConfig, Statement, Summary,
+    Decision, PgError, SessionConfig, SessionInfo, SessionPolicy, Statement, Summary,
     hooks::{Notification, Rewrite, RewriteOrDrop, Rewriter, Value},
     io::{Conn, ReadHalf, WriteHalf},
     record::{self, Exec, Execs, Observer},
@@ -101,16 +101,29 @@ impl Shared {
     }
 }
 
+/// Both legs of a ready session, with what was read past the startup.
+pub(crate) struct Legs {
+    pub(crate) client: Conn,
+    pub(crate) upstream: Conn,
+    pub(crate) cbuf: BytesMut,
+    pub(crate) ubuf: BytesMut,
+}
+
 pub(crate) async fn run(
-    client: Conn,
-    upstream: Conn,
-    cbuf: BytesMut,
-    ubuf: BytesMut,
+    legs: Legs,
     config: &SessionConfig,
+    info: &SessionInfo<'_>,
     log: Option<&SessionLog>,
     summary: &mut Summary,
 ) -> Result<(), PgError> {
-    let rewriter = config.policy.rewriter();
+    let Legs {
+        client,
+        upstream,
+        cbuf,
+        ubuf,
+    } = legs;
+    let mut policy = config.policy.session(info);
+    let rewriter = policy.rewriter();
     let shared = Arc::new(Shared {
         refusals: Mutex::new(HashMap::new()),
         requests: Mutex::new(Vec::new()),
@@ -126,7 +139,7 @@ pub(crate) async fn run(
     let (ur, uw) = upstream.split();
     let reader = FrameReader::new(config.max_message);
     let mut front = Frontend {
-        config,
+        policy,
         shared: &shared,
         statements: HashMap::new(),
         batch_refused: false,
@@ -189,7 +202,8 @@ struct Counts {
 }
 
 struct Frontend<'a> {
-    config: &'a SessionConfig,
+    /// The session's policy.
+    policy: Box<dyn SessionPolicy>,
     shared: &'a Shared,
     /// Prepared statement texts by name ("" = unnamed), for Bind decisions.
     statements: HashMap<String, String>,
@@ -504,7 +518,7 @@ impl Frontend<'_> {
         protocol: &'static str,
         record_as: &'static str,
     ) -> (Decision, Option<u32>) {
-        let d = self.config.policy.decide(&Statement {
+        let d = self.policy.decide(&Statement {
             text,
             params,
             protocol,

@@ -89,12 +89,23 @@ where
         .as_ref()
         .map(|store| store.begin(start_event(&route, &summary)));
     summary.session_id = log.as_ref().map(|l| l.id());
+    let user = summary.user.clone().unwrap_or_default();
+    let database = summary.database.clone().unwrap_or_default();
+    let info = crate::SessionInfo {
+        identity: route.identity,
+        target: &route.target.name,
+        user: &user,
+        database: &database,
+    };
     let result = pipeline::run(
-        ready.client,
-        ready.upstream,
-        ready.cbuf,
-        ready.ubuf,
+        pipeline::Legs {
+            client: ready.client,
+            upstream: ready.upstream,
+            cbuf: ready.cbuf,
+            ubuf: ready.ubuf,
+        },
         config,
+        &info,
         log.as_ref(),
         &mut summary,
     )

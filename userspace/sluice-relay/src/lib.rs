@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod listen;
+pub mod policy;
 mod session;
 mod setup;
 

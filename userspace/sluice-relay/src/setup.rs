@@ -6,8 +6,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use sluice_config::{AuthMode, Config, ConfigError, secrets::Secrets};
 use sluice_pgproxy::{
-    CancelRegistry, ClientTls, PatternPolicy, SessionConfig, TargetAuth, TargetSettings,
-    TlsSetupError, UpstreamTls,
+    CancelRegistry, ClientTls, SessionConfig, TargetAuth, TargetSettings, TlsSetupError,
+    UpstreamTls,
 };
 
 use crate::RelaySettings;
@@ -15,9 +15,17 @@ use crate::RelaySettings;
 /// Why the session settings could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// A deny pattern does not compile.
-    #[error("policy.deny_patterns: {0}")]
-    Policy(#[from] regex::Error),
+    /// The policy does not compile.
+    #[error("{0}")]
+    Policy(#[from] sluice_policy::engine::CompileError),
+    /// The token key file is unusable.
+    #[error("masking.token_key_file {path}: {why}")]
+    TokenKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        why: String,
+    },
     /// Client-leg TLS material is unusable.
     #[error("[tls]: {0}")]
     ClientTls(TlsSetupError),
@@ -55,7 +63,14 @@ impl RelaySettings {
     /// Build the relay's settings from a validated configuration, loading
     /// every file it names (certificates, keys, CA bundles, secrets).
     pub fn from_config(config: &Config) -> Result<RelaySettings, SetupError> {
-        let policy = PatternPolicy::new(&config.policy.deny_patterns)?;
+        let engine = sluice_policy::engine::Engine::new(&config.policy, &config.masking)?;
+        let token_key = config
+            .masking
+            .token_key_file
+            .as_ref()
+            .map(|path| token_key(path))
+            .transpose()?;
+        let policy = crate::policy::RulePolicy::new(engine, token_key.as_deref());
         let client_tls = config
             .tls
             .as_ref()
@@ -123,4 +138,28 @@ impl RelaySettings {
             max_connections: config.proxy.max_connections,
         })
     }
+}
+
+/// Read the token key: at least 32 bytes, readable by its owner only.
+fn token_key(path: &std::path::Path) -> Result<Vec<u8>, SetupError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |why: String| SetupError::TokenKey {
+        path: path.to_path_buf(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(err(format!(
+            "mode {:o} lets others read it; chmod 600",
+            meta.mode() & 0o777
+        )));
+    }
+    let key = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    if key.len() < 32 {
+        return Err(err(format!(
+            "{} bytes; a token key needs at least 32 random bytes (head -c 32 /dev/urandom > file)",
+            key.len()
+        )));
+    }
+    Ok(key)
 }

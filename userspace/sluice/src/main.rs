@@ -1,8 +1,10 @@
 //! The `sluice` command: the daemon (`run`), host checks (`doctor`),
-//! configuration checks (`config check`), the auditor's commands
+//! configuration checks (`config check`), policy checks (`policy check`),
+//! the auditor's commands
 //! (`audit`), workload tokens (`token new`) and crash cleanup (`cleanup`).
 
 mod audit;
+mod policy;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -65,6 +67,9 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Statement policy: see what a rule set decides, and why.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Recorded sessions: list, show, export, verify, replay, stats.
     ///
     /// Every session through sluice is recorded in the store as a hash
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
         }
         Command::Doctor => doctor_cmd(),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Status { config } => match Config::load(&config) {
             Ok(c) => match sluice_intercept::Interceptor::status(&c) {
                 None => {
@@ -242,7 +248,19 @@ fn main() -> ExitCode {
                             }
                         ))
                 );
-                println!("  policy: {} deny pattern(s)", c.policy.deny_patterns.len());
+                println!(
+                    "  policy: {} rule(s), {} deny pattern(s), default {}",
+                    c.policy.rules.len(),
+                    c.policy.deny_patterns.len(),
+                    c.policy.default.as_str()
+                );
+                println!(
+                    "  masking: {} sensitive column(s), laundering {:?}, probing {}, stored {}",
+                    c.masking.columns.len(),
+                    c.masking.laundering,
+                    c.masking.probing.as_str(),
+                    c.masking.stored.as_str()
+                );
                 if c.store.enabled {
                     println!(
                         "  store: {}, durability {:?}, checkpoints every {} ms, retention {} days, signing key {}",

@@ -31,12 +31,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut settings = RelaySettings::from_config(&config)?;
     let store = open_store(&config)?;
     settings.postgres.store = store.clone();
-    if !config.policy.deny_patterns.is_empty() {
-        tracing::info!(
-            patterns = config.policy.deny_patterns.len(),
-            "statement policy: deny patterns loaded"
-        );
-    }
+    tracing::info!(
+        rules = config.policy.rules.len(),
+        deny_patterns = config.policy.deny_patterns.len(),
+        default = config.policy.default.as_str(),
+        sensitive_columns = config.masking.columns.len(),
+        "statement policy loaded"
+    );
     if let Some(tls) = &config.tls {
         tracing::info!(cert = %tls.cert.display(), require = tls.require, "client TLS enabled");
     }

@@ -1,0 +1,1264 @@
+//! Rules compiled from the configuration, decided per identity and target.
+//!
+//! Every statement of a string is analyzed ([`crate::analyze`]) and
+//! decided on its own; the string's verdict is the strictest of them, so
+//! one refused statement refuses the whole string. For one statement:
+//!
+//! 1. `deny_patterns` that match the text refuse it;
+//! 2. text that does not parse is refused, unless a matching allow rule
+//!    says `raw = true`;
+//! 3. the sensitive-data checks: a sensitive column in a predicate
+//!    (`masking.probing`), stored by CTAS, INSERT … SELECT, a view or a
+//!    cursor (`masking.stored`), or computed into an output
+//!    (`masking.laundering`, which may also just mask that output);
+//! 4. the rules that apply to the session's identity and target: any
+//!    matching `deny` refuses, else any matching `approve` holds it for
+//!    approval, else any matching `allow` lets it through;
+//! 5. nothing matched: `policy.default`.
+//!
+//! A rule matches a statement when every condition it sets holds. For
+//! `allow`, a list condition holds when *everything* the statement names is
+//! in the list (`tables = ["orders"]` does not allow a join with `cards`);
+//! for `deny` and `approve`, when *anything* is.
+//!
+//! Analyses are cached by statement text, shared by all sessions; a
+//! session's rules are filtered once when it starts ([`Engine::session`]).
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::BuildHasher,
+    sync::{Arc, Mutex},
+};
+
+use regex::RegexSet;
+use serde::Deserialize;
+
+use crate::{
+    analyze::{self, Class, Facts, Source, TableName},
+    detect::DetectorSet,
+    mask::MaskFormat,
+};
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Let the statement through.
+    Allow,
+    /// Hold it until a human approves it.
+    Approve,
+    /// Refuse it.
+    Deny,
+}
+
+impl Action {
+    /// The name used in configuration and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Approve => "approve",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+/// What to do with a sensitive column that is computed into an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Laundering {
+    /// Redact the whole output column.
+    Mask,
+    /// Hold the statement for approval.
+    Approve,
+    /// Refuse the statement.
+    Deny,
+}
+
+/// `[policy]`: statement rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// What a statement no rule matches gets: `deny` (the default) or
+    /// `allow`.
+    pub default: Action,
+    /// Regular expressions; a statement whose text matches one is refused
+    /// before it is parsed.
+    pub deny_patterns: Vec<String>,
+    /// Rules, in any order: deny beats approve beats allow.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default: Action::Deny,
+            deny_patterns: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[policy.rules]]`: one rule.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleConfig {
+    /// Its name, recorded with every decision it makes.
+    pub name: String,
+    /// What it does.
+    pub action: Option<Action>,
+    /// Identities it applies to (globs with `*`: `host:10.0.1.*`,
+    /// `uid:1000`); empty: everyone.
+    pub identities: Vec<String>,
+    /// Targets it applies to; empty: all.
+    pub targets: Vec<String>,
+    /// Statement classes: read, write, ddl, dcl, admin, transaction,
+    /// utility.
+    pub classes: Vec<Class>,
+    /// Statement kinds: select, insert, update, delete, copy, create_table, …
+    pub kinds: Vec<String>,
+    /// Tables: `schema.table`, `table` (any schema), globs with `*`.
+    pub tables: Vec<String>,
+    /// Columns: `table.column` or `column`, globs with `*`.
+    pub columns: Vec<String>,
+    /// Functions, by name.
+    pub functions: Vec<String>,
+    /// Matches DELETE and UPDATE without a WHERE clause.
+    pub without_where: bool,
+    /// Matches statements returning rows whose outermost LIMIT is missing
+    /// or above this.
+    pub rows_over: Option<u64>,
+    /// Matches statements that return a declared sensitive column.
+    pub sensitive: bool,
+    /// On an allow rule: statements that cannot be parsed pass too.
+    pub raw: bool,
+    /// Said to the client with a refusal.
+    pub reason: Option<String>,
+}
+
+/// `[[masking.columns]]`: one sensitive column.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensitiveColumn {
+    /// Only on this target (default: every target).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Schema (default: any).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Table.
+    pub table: String,
+    /// Column.
+    pub column: String,
+    /// How it is shown.
+    pub format: MaskFormat,
+}
+
+/// `[masking]`: sensitive columns and content detectors.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskingConfig {
+    /// Declared sensitive columns.
+    pub columns: Vec<SensitiveColumn>,
+    /// Identities (globs) that see sensitive columns unmasked. Content
+    /// detectors still run for them.
+    pub unmasked: Vec<String>,
+    /// A sensitive column computed into an output (concat, encode, substr,
+    /// aggregates, row/JSON constructors): `mask` the output (default),
+    /// `deny` or `approve`.
+    pub laundering: Laundering,
+    /// A sensitive column in WHERE, JOIN, GROUP BY, ORDER BY, …: `deny`
+    /// (default), `approve` or `allow`.
+    pub probing: Action,
+    /// A sensitive column stored by CTAS, INSERT … SELECT, a view, a
+    /// cursor or PREPARE: `deny` (default), `approve` or `allow`.
+    pub stored: Action,
+    /// Key file for `token` masking (32 random bytes or more).
+    pub token_key_file: Option<std::path::PathBuf>,
+    /// Content detectors run on every value leaving the database.
+    pub detectors: DetectorSet,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            columns: Vec::new(),
+            unmasked: Vec::new(),
+            laundering: Laundering::Mask,
+            probing: Action::Deny,
+            stored: Action::Deny,
+            token_key_file: None,
+            detectors: DetectorSet::default(),
+        }
+    }
+}
+
+/// Why the policy could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A deny pattern does not compile.
+    #[error("policy.deny_patterns: {0}")]
+    Pattern(#[from] regex::Error),
+    /// A rule has no action.
+    #[error("policy.rules[{0}] ({1:?}): `action` is required (allow, approve or deny)")]
+    NoAction(usize, String),
+    /// `raw` on a rule that is not an allow rule.
+    #[error("policy.rules[{0}] ({1:?}): `raw = true` only makes sense with action = \"allow\"")]
+    RawNotAllow(usize, String),
+}
+
+/// What the policy decided for a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Allow, approve or deny.
+    pub action: Action,
+    /// The deciding rule (`policy.rules[2] "agents read"`, `policy.default`,
+    /// `masking.probing`, …).
+    pub rule: String,
+    /// Why, in words, for the client and the record.
+    pub reason: String,
+    /// Output labels to mask and how (allowed statements only).
+    pub masks: Vec<(String, MaskFormat)>,
+}
+
+impl Verdict {
+    fn new(action: Action, rule: impl Into<String>, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            action,
+            rule: rule.into(),
+            reason: reason.into(),
+            masks: Vec::new(),
+        }
+    }
+}
+
+struct Rule {
+    index: usize,
+    config: RuleConfig,
+    action: Action,
+}
+
+impl Rule {
+    fn label(&self) -> String {
+        if self.config.name.is_empty() {
+            format!("policy.rules[{}]", self.index)
+        } else {
+            format!("policy.rules[{}] {:?}", self.index, self.config.name)
+        }
+    }
+
+    /// Does the rule's condition hold for a statement?
+    fn matches(&self, f: &Facts, sensitive: &Sensitive, target: &str) -> bool {
+        let c = &self.config;
+        let every = self.action == Action::Allow;
+        let list = |patterns: &[String], items: &mut dyn Iterator<Item = String>| -> bool {
+            if patterns.is_empty() {
+                return true;
+            }
+            let mut any = false;
+            let mut all = true;
+            for item in items {
+                let hit = patterns.iter().any(|p| glob(p, &item));
+                any |= hit;
+                all &= hit;
+            }
+            if every { all } else { any }
+        };
+        if !c.classes.is_empty() && !c.classes.contains(&f.class) {
+            return false;
+        }
+        if !c.kinds.is_empty() && !c.kinds.iter().any(|k| k == &f.kind) {
+            return false;
+        }
+        if !c.tables.is_empty() && !list_tables(&c.tables, &f.tables, every) {
+            return false;
+        }
+        if !list(
+            &c.columns,
+            &mut f.all_sources().map(|s| match s {
+                Source::Column { table, column } => format!("{}.{column}", table.name),
+                Source::AllOf(t) => format!("{}.*", t.name),
+            }),
+        ) {
+            return false;
+        }
+        if !list(&c.functions, &mut f.functions.iter().cloned()) {
+            return false;
+        }
+        let unbounded_change = matches!(f.kind.as_str(), "delete" | "update") && !f.has_where;
+        if c.without_where && !unbounded_change {
+            return false;
+        }
+        if let Some(n) = c.rows_over {
+            let returns_rows = !f.outputs.is_empty();
+            if !(returns_rows && f.limit.is_none_or(|l| l > n)) {
+                return false;
+            }
+        }
+        if c.sensitive
+            && !f.outputs.iter().any(|o| {
+                o.lineage
+                    .sources
+                    .iter()
+                    .any(|s| sensitive.format(s, target).is_some())
+            })
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// Allow: every table in the list; deny/approve: any. A pattern
+/// `schema.table` matches a qualified name in that schema and an
+/// unqualified name (the search path could lead anywhere); `table` matches
+/// any schema.
+fn list_tables(
+    patterns: &[String],
+    tables: &std::collections::BTreeSet<TableName>,
+    every: bool,
+) -> bool {
+    let hit = |t: &TableName| {
+        patterns.iter().any(|p| match p.split_once('.') {
+            Some((schema, name)) => {
+                glob(name, &t.name) && t.schema.as_deref().is_none_or(|s| glob(schema, s))
+            }
+            None => glob(p, &t.name),
+        })
+    };
+    if every {
+        tables.iter().all(hit)
+    } else {
+        tables.iter().any(hit)
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Declared sensitive columns, by table name.
+#[derive(Debug, Default)]
+struct Sensitive {
+    /// table name → (schema, column, format, target)
+    by_table: HashMap<String, Vec<SensitiveColumn>>,
+}
+
+impl Sensitive {
+    fn new(columns: &[SensitiveColumn]) -> Sensitive {
+        let mut by_table: HashMap<String, Vec<SensitiveColumn>> = HashMap::new();
+        for c in columns {
+            let mut c = c.clone();
+            c.table = c.table.to_lowercase();
+            c.column = c.column.to_lowercase();
+            c.schema = c.schema.map(|s| s.to_lowercase());
+            by_table.entry(c.table.clone()).or_default().push(c);
+        }
+        Sensitive { by_table }
+    }
+
+    fn applies(c: &SensitiveColumn, table: &TableName, target: &str) -> bool {
+        c.target.as_deref().is_none_or(|t| t == target)
+            && match (&c.schema, &table.schema) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+
+    /// The format of a source if it is sensitive (the strongest, for `*`).
+    fn format(&self, s: &Source, target: &str) -> Option<MaskFormat> {
+        match s {
+            Source::Column { table, column } => self
+                .by_table
+                .get(&table.name)?
+                .iter()
+                .filter(|c| Self::applies(c, table, target) && &c.column == column)
+                .map(|c| c.format)
+                .max(),
+            Source::AllOf(table) => self
+                .by_table
+                .get(&table.name)?
+                .iter()
+                .filter(|c| Self::applies(c, table, target))
+                .map(|c| c.format)
+                .max(),
+        }
+    }
+
+    /// The sensitive columns `*` over a table brings, with their formats.
+    fn columns_of(&self, table: &TableName, target: &str) -> Vec<(String, MaskFormat)> {
+        self.by_table
+            .get(&table.name)
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| Self::applies(c, table, target))
+                    .map(|c| (c.column.clone(), c.format))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One string's analysis.
+type Analysis = Arc<Result<Vec<Facts>, analyze::ParseError>>;
+
+/// Analyses by statement text, shared by all sessions.
+struct Cache {
+    map: Mutex<HashMap<u64, (Arc<str>, Analysis)>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Statements kept in the analysis cache; it is emptied when full.
+const CACHE_ENTRIES: usize = 10_000;
+/// Longer statements are not cached (bulk INSERTs with literals).
+const CACHE_MAX_TEXT: usize = 16 * 1024;
+
+impl Cache {
+    fn get(&self, sql: &str) -> Analysis {
+        if sql.len() > CACHE_MAX_TEXT {
+            return Arc::new(analyze::analyze(sql));
+        }
+        let key = self.hasher.hash_one(sql);
+        if let Some((text, facts)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && &**text == sql
+        {
+            return Arc::clone(facts);
+        }
+        let facts = Arc::new(analyze::analyze(sql));
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (Arc::from(sql), Arc::clone(&facts)));
+        facts
+    }
+}
+
+/// The compiled policy: rules, sensitive columns, the analysis cache.
+pub struct Engine {
+    patterns: RegexSet,
+    pattern_texts: Vec<String>,
+    rules: Vec<Arc<Rule>>,
+    default: Action,
+    sensitive: Sensitive,
+    masking: MaskingConfig,
+    cache: Cache,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.len())
+            .field("default", &self.default)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Compile a policy and masking configuration.
+    pub fn new(policy: &PolicyConfig, masking: &MaskingConfig) -> Result<Engine, CompileError> {
+        let mut rules = Vec::new();
+        for (i, r) in policy.rules.iter().enumerate() {
+            let action = r
+                .action
+                .ok_or_else(|| CompileError::NoAction(i, r.name.clone()))?;
+            if r.raw && action != Action::Allow {
+                return Err(CompileError::RawNotAllow(i, r.name.clone()));
+            }
+            let mut config = r.clone();
+            config.tables = config.tables.iter().map(|t| t.to_lowercase()).collect();
+            config.columns = config.columns.iter().map(|t| t.to_lowercase()).collect();
+            config.functions = config.functions.iter().map(|t| t.to_lowercase()).collect();
+            config.kinds = config.kinds.iter().map(|t| t.to_lowercase()).collect();
+            rules.push(Arc::new(Rule {
+                index: i,
+                config,
+                action,
+            }));
+        }
+        Ok(Engine {
+            patterns: RegexSet::new(&policy.deny_patterns)?,
+            pattern_texts: policy.deny_patterns.clone(),
+            rules,
+            default: policy.default,
+            sensitive: Sensitive::new(&masking.columns),
+            masking: masking.clone(),
+            cache: Cache {
+                map: Mutex::new(HashMap::new()),
+                hasher: Default::default(),
+            },
+        })
+    }
+
+    /// The masking configuration it was compiled with.
+    pub fn masking(&self) -> &MaskingConfig {
+        &self.masking
+    }
+
+    /// The rules that apply to one session.
+    pub fn session(self: &Arc<Engine>, identity: &str, target: &str) -> SessionRules {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| {
+                (r.config.identities.is_empty()
+                    || r.config.identities.iter().any(|p| glob(p, identity)))
+                    && (r.config.targets.is_empty() || r.config.targets.iter().any(|t| t == target))
+            })
+            .cloned()
+            .collect();
+        SessionRules {
+            engine: Arc::clone(self),
+            rules,
+            target: target.to_string(),
+            unmasked: self.masking.unmasked.iter().any(|p| glob(p, identity)),
+        }
+    }
+}
+
+/// The policy as one session sees it.
+pub struct SessionRules {
+    engine: Arc<Engine>,
+    rules: Vec<Arc<Rule>>,
+    target: String,
+    unmasked: bool,
+}
+
+impl std::fmt::Debug for SessionRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRules")
+            .field("rules", &self.rules.len())
+            .field("target", &self.target)
+            .field("unmasked", &self.unmasked)
+            .finish()
+    }
+}
+
+/// One statement's explanation, for `sluice policy check`.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// The statement's facts (None: it did not parse).
+    pub facts: Option<Facts>,
+    /// Its own verdict.
+    pub verdict: Verdict,
+}
+
+impl SessionRules {
+    /// This session sees sensitive columns unmasked.
+    pub fn unmasked(&self) -> bool {
+        self.unmasked
+    }
+
+    /// Decide a string (one or more statements).
+    pub fn decide(&self, sql: &str) -> Verdict {
+        self.explain(sql).0
+    }
+
+    /// Decide a string and explain each statement.
+    pub fn explain(&self, sql: &str) -> (Verdict, Vec<Explained>) {
+        let e = &self.engine;
+        if let Some(i) = e.patterns.matches(sql).iter().next() {
+            let v = Verdict::new(
+                Action::Deny,
+                format!("policy.deny_patterns[{i}]"),
+                format!("matches deny pattern {:?}", e.pattern_texts[i]),
+            );
+            return (
+                v.clone(),
+                vec![Explained {
+                    facts: None,
+                    verdict: v,
+                }],
+            );
+        }
+        let analysis = e.cache.get(sql);
+        let statements = match analysis.as_ref() {
+            Ok(s) => s,
+            Err(err) => {
+                let raw = self
+                    .rules
+                    .iter()
+                    .find(|r| r.action == Action::Allow && r.config.raw);
+                let v = match raw {
+                    Some(r) => Verdict::new(Action::Allow, r.label(), "raw passthrough"),
+                    None => Verdict::new(
+                        Action::Deny,
+                        "policy.unparseable",
+                        format!(
+                            "statement not understood ({err}); only an allow rule with raw = true passes it"
+                        ),
+                    ),
+                };
+                return (
+                    v.clone(),
+                    vec![Explained {
+                        facts: None,
+                        verdict: v,
+                    }],
+                );
+            }
+        };
+        let mut overall: Option<Verdict> = None;
+        let mut explained = Vec::with_capacity(statements.len());
+        let mut masks = BTreeMap::new();
+        for f in statements {
+            let v = self.one(f, &mut masks);
+            overall = Some(match overall {
+                None => v.clone(),
+                Some(o) if v.action > o.action => v.clone(),
+                Some(o) => o,
+            });
+            explained.push(Explained {
+                facts: Some(f.clone()),
+                verdict: v,
+            });
+        }
+        let mut v = overall
+            .unwrap_or_else(|| Verdict::new(Action::Allow, "policy.empty", "empty statement"));
+        if v.action == Action::Allow {
+            v.masks = masks.into_iter().collect();
+        }
+        (v, explained)
+    }
+
+    /// Decide one statement; collect its output masks.
+    fn one(&self, f: &Facts, masks: &mut BTreeMap<String, MaskFormat>) -> Verdict {
+        let e = &self.engine;
+        let target = self.target.as_str();
+        let sens = |s: &Source| e.sensitive.format(s, target);
+        // Sensitive-data checks first: they hold whoever asks.
+        let m = &e.masking;
+        if let Some(s) = f.predicates.iter().find(|s| sens(s).is_some())
+            && m.probing != Action::Allow
+        {
+            return Verdict::new(
+                m.probing,
+                "masking.probing",
+                format!("sensitive column {s} used to choose rows"),
+            );
+        }
+        if let Some(s) = f.stored.iter().find(|s| sens(s).is_some())
+            && m.stored != Action::Allow
+        {
+            return Verdict::new(
+                m.stored,
+                "masking.stored",
+                format!(
+                    "sensitive column {s} would be copied out of its table by {}",
+                    f.kind
+                ),
+            );
+        }
+        let sensitive_anywhere = || f.all_sources().find(|s| sens(s).is_some());
+        // Functions that move values out of band (notifications, settings,
+        // files, other connections) cannot be masked on the way back.
+        if let Some(func) = f.functions.iter().find(|n| side_channel(n))
+            && let Some(s) = sensitive_anywhere()
+        {
+            return Verdict::new(
+                Action::Deny,
+                "masking.side_channel",
+                format!("{func}() in a statement that reads sensitive column {s}"),
+            );
+        }
+        if !e.sensitive.by_table.is_empty()
+            && let Some(func) = f.functions.iter().find(|n| dynamic_sql(n))
+        {
+            return Verdict::new(
+                Action::Deny,
+                "masking.dynamic_sql",
+                format!(
+                    "{func}() reads tables sluice cannot see in the statement, and sensitive columns are declared"
+                ),
+            );
+        }
+        let mut local = Vec::new();
+        if !self.unmasked {
+            // COPY carries no column names: nothing in it can be masked by
+            // column.
+            if f.kind == "copy"
+                && let Some(s) = f
+                    .outputs
+                    .iter()
+                    .flat_map(|o| o.lineage.sources.iter())
+                    .find(|s| sens(s).is_some())
+            {
+                return Verdict::new(
+                    Action::Deny,
+                    "masking.copy",
+                    format!(
+                        "COPY would send sensitive column {s}, which cannot be masked in COPY data; select it instead"
+                    ),
+                );
+            }
+            for o in &f.outputs {
+                let formats: Vec<(Option<MaskFormat>, &Source)> =
+                    o.lineage.sources.iter().map(|s| (sens(s), s)).collect();
+                let Some(format) = formats.iter().filter_map(|(f, _)| *f).max() else {
+                    continue;
+                };
+                if !o.lineage.direct && o.label == "*" {
+                    // Computed, and its name unknown: cannot be masked.
+                    return Verdict::new(
+                        Action::Deny,
+                        "masking.laundering",
+                        "a function in FROM returns values computed from a sensitive column under names sluice cannot know; name the output column",
+                    );
+                }
+                if !o.lineage.direct {
+                    match m.laundering {
+                        Laundering::Mask => local.push((o.label.clone(), MaskFormat::Redact)),
+                        Laundering::Deny | Laundering::Approve => {
+                            let s = formats.iter().find(|(f, _)| f.is_some()).map(|(_, s)| *s);
+                            return Verdict::new(
+                                if m.laundering == Laundering::Deny {
+                                    Action::Deny
+                                } else {
+                                    Action::Approve
+                                },
+                                "masking.laundering",
+                                format!(
+                                    "output {:?} is computed from sensitive column {}",
+                                    o.label,
+                                    s.map(|s| s.to_string()).unwrap_or_default()
+                                ),
+                            );
+                        }
+                    }
+                    continue;
+                }
+                for (_, s) in &formats {
+                    match s {
+                        Source::AllOf(t) => local.extend(e.sensitive.columns_of(t, target)),
+                        Source::Column { .. } => {}
+                    }
+                }
+                if o.label != "*" {
+                    local.push((o.label.clone(), format));
+                }
+            }
+        }
+        // Rules.
+        let mut best: Option<&Rule> = None;
+        for r in &self.rules {
+            if r.matches(f, &e.sensitive, target) && best.is_none_or(|b| r.action > b.action) {
+                best = Some(r);
+                if r.action == Action::Deny {
+                    break;
+                }
+            }
+        }
+        let v = match best {
+            Some(r) => Verdict::new(
+                r.action,
+                r.label(),
+                r.config
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{} {} by {}", f.kind, past(r.action), r.label())),
+            ),
+            None => Verdict::new(
+                e.default,
+                "policy.default",
+                format!(
+                    "no rule allows {} here (default {})",
+                    f.kind,
+                    e.default.as_str()
+                ),
+            ),
+        };
+        if v.action == Action::Allow {
+            for (label, format) in local {
+                let entry = masks.entry(label).or_insert(format);
+                *entry = entry.strongest(format);
+            }
+        }
+        v
+    }
+}
+
+/// Functions that send a value somewhere other than the result.
+fn side_channel(name: &str) -> bool {
+    matches!(
+        name,
+        "pg_notify"
+            | "set_config"
+            | "pg_logical_emit_message"
+            | "pg_file_write"
+            | "pg_file_rename"
+            | "lo_from_bytea"
+            | "lo_put"
+            | "lo_import"
+            | "lo_export"
+            | "lowrite"
+    ) || name.starts_with("dblink")
+}
+
+/// Functions that read tables named in a string (or by regclass), out of
+/// sight of the statement's analysis.
+fn dynamic_sql(name: &str) -> bool {
+    name.starts_with("query_to_xml")
+        || name.starts_with("table_to_xml")
+        || name.starts_with("schema_to_xml")
+        || name.starts_with("database_to_xml")
+        || name.starts_with("cursor_to_xml")
+        || name.starts_with("dblink")
+}
+
+fn past(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allowed",
+        Action::Approve => "held for approval",
+        Action::Deny => "refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+default = "deny"
+deny_patterns = ["(?i)pg_sleep"]
+[[rules]]
+name = "agents"
+action = "allow"
+identities = ["host:10.0.1.*"]
+classes = ["read", "write", "transaction"]
+[[rules]]
+name = "where"
+action = "deny"
+without_where = true
+[[rules]]
+name = "ddl"
+action = "approve"
+classes = ["ddl"]
+[[rules]]
+name = "bulk"
+action = "approve"
+tables = ["cards"]
+rows_over = 100
+[[rules]]
+name = "files"
+action = "deny"
+functions = ["pg_read_file", "lo_*"]
+[[rules]]
+name = "dba"
+action = "allow"
+identities = ["uid:0"]
+raw = true
+[[rules]]
+name = "orders only"
+action = "allow"
+identities = ["host:10.0.2.*"]
+classes = ["read"]
+tables = ["public.orders"]
+"#;
+
+    const MASKING: &str = r#"
+unmasked = ["uid:0"]
+[[columns]]
+table = "cards"
+column = "pan"
+format = "pci"
+[[columns]]
+schema = "public"
+table = "cards"
+column = "holder"
+format = "redact"
+"#;
+
+    fn engine(masking_extra: &str) -> Arc<Engine> {
+        let p: PolicyConfig = toml::from_str(POLICY).unwrap();
+        let m: MaskingConfig = toml::from_str(&format!("{masking_extra}\n{MASKING}")).unwrap();
+        Arc::new(Engine::new(&p, &m).unwrap())
+    }
+
+    /// One line per case: identity, SQL → action, deciding rule (prefix).
+    #[test]
+    fn decisions_table() {
+        let e = engine("");
+        let cases = [
+            (
+                "host:10.0.1.5",
+                "select id from orders",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select 1; select 2",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "delete from orders",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select 1; delete from orders",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                "host:10.0.1.5",
+                "delete from orders where id = 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "update orders set x = 1",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                "host:10.0.1.5",
+                "create table t (a int)",
+                "approve",
+                "policy.rules[2]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select id from cards",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select id from cards limit 10",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select * from (select id from cards limit 10) s",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select id from cards limit 1000",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select pg_read_file('/etc/passwd')",
+                "deny",
+                "policy.rules[4]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select lo_import('/etc/passwd')",
+                "deny",
+                "policy.rules[4]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select pg_sleep(10)",
+                "deny",
+                "policy.deny_patterns[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "grant all on orders to x",
+                "deny",
+                "policy.default",
+            ),
+            ("host:10.0.1.5", "selec 1", "deny", "policy.unparseable"),
+            ("host:10.0.9.9", "select 1", "deny", "policy.default"),
+            ("uid:0", "selec 1", "allow", "policy.rules[5]"),
+            (
+                "host:10.0.2.1",
+                "select * from orders",
+                "allow",
+                "policy.rules[6]",
+            ),
+            (
+                "host:10.0.2.1",
+                "select * from public.orders",
+                "allow",
+                "policy.rules[6]",
+            ),
+            (
+                "host:10.0.2.1",
+                "select * from other.orders",
+                "deny",
+                "policy.default",
+            ),
+            (
+                "host:10.0.2.1",
+                "select * from orders join refunds using (id)",
+                "deny",
+                "policy.default",
+            ),
+            // Sensitive columns.
+            (
+                "host:10.0.1.5",
+                "select id from cards where pan = '4111111111111111' limit 1",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                "host:10.0.1.5",
+                "select id from cards order by pan limit 1",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                "host:10.0.1.5",
+                "create table x as select pan from cards",
+                "deny",
+                "masking.stored",
+            ),
+            (
+                "host:10.0.1.5",
+                "insert into x select holder from cards",
+                "deny",
+                "masking.stored",
+            ),
+            (
+                "host:10.0.1.5",
+                "insert into x select id from cards",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "uid:0",
+                "create table x as select pan from cards",
+                "deny",
+                "masking.stored",
+            ),
+            (
+                "host:10.0.1.5",
+                "copy cards to stdout",
+                "deny",
+                "masking.copy",
+            ),
+            (
+                "host:10.0.1.5",
+                "copy (select pan from cards limit 1) to stdout",
+                "deny",
+                "masking.copy",
+            ),
+            (
+                "host:10.0.1.5",
+                "copy (select id from cards limit 1) to stdout",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select pg_notify('c', pan) from cards limit 1",
+                "deny",
+                "masking.side_channel",
+            ),
+            (
+                "host:10.0.1.5",
+                "select set_config('x', pan, false) from cards limit 1",
+                "deny",
+                "masking.side_channel",
+            ),
+            (
+                "host:10.0.1.5",
+                "select pg_notify('c', 'hello')",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                "host:10.0.1.5",
+                "select query_to_xml('select pan from cards', true, false, '')",
+                "deny",
+                "masking.dynamic_sql",
+            ),
+            (
+                "host:10.0.1.5",
+                "select table_to_xml('cards', true, false, '')",
+                "deny",
+                "masking.dynamic_sql",
+            ),
+            (
+                "host:10.0.1.5",
+                "select * from unnest((select array_agg(pan) from cards limit 1))",
+                "deny",
+                "masking.laundering",
+            ),
+        ];
+        for (identity, sql, action, rule) in cases {
+            let v = e.session(identity, "pg").decide(sql);
+            assert_eq!(v.action.as_str(), action, "{identity} {sql}: {v:?}");
+            assert!(v.rule.starts_with(rule), "{identity} {sql}: {v:?}");
+        }
+    }
+
+    /// One line per case: SQL → masks of the allowed statement.
+    #[test]
+    fn masks_table() {
+        let e = engine("");
+        let s = e.session("host:10.0.1.5", "pg");
+        let cases = [
+            ("select pan from cards limit 1", "pan:pci"),
+            (
+                "select pan as p, holder from cards limit 1",
+                "holder:redact,p:pci",
+            ),
+            ("select * from cards limit 1", "holder:redact,pan:pci"),
+            (
+                "select c.* from public.cards c limit 1",
+                "holder:redact,pan:pci",
+            ),
+            ("select * from other.cards limit 1", "pan:pci"),
+            ("select pan::text from cards limit 1", "pan:pci"),
+            ("select reverse(pan) from cards limit 1", "reverse:redact"),
+            ("select concat(pan, '') as x from cards limit 1", "x:redact"),
+            (
+                "select id from orders union select pan from cards limit 1",
+                "id:pci",
+            ),
+            (
+                "with c as (select pan from cards) select pan from c limit 1",
+                "pan:pci",
+            ),
+            (
+                "select row_to_json(c) from cards c limit 1",
+                "row_to_json:redact",
+            ),
+            ("select count(pan) from cards limit 1", ""),
+            ("select id from orders", ""),
+        ];
+        for (sql, want) in cases {
+            let v = s.decide(sql);
+            assert_eq!(v.action, Action::Allow, "{sql}: {v:?}");
+            let got: Vec<String> = v
+                .masks
+                .iter()
+                .map(|(l, f)| format!("{l}:{}", f.as_str()))
+                .collect();
+            assert_eq!(got.join(","), want, "{sql}");
+        }
+        // The unmasked identity gets no masks.
+        let dba = e.session("uid:0", "pg");
+        assert!(dba.decide("select pan from cards").masks.is_empty());
+    }
+
+    #[test]
+    fn laundering_can_deny_or_hold() {
+        let e = engine("laundering = \"deny\"");
+        let v = e
+            .session("host:10.0.1.5", "pg")
+            .decide("select encode(pan::bytea, 'hex') from cards limit 1");
+        assert_eq!(
+            (v.action, v.rule.as_str()),
+            (Action::Deny, "masking.laundering")
+        );
+        let e = engine("laundering = \"approve\"\nprobing = \"allow\"");
+        let s = e.session("host:10.0.1.5", "pg");
+        assert_eq!(
+            s.decide("select substr(pan, 1, 8) from cards limit 1")
+                .action,
+            Action::Approve
+        );
+        assert_eq!(
+            s.decide("select id from cards where pan = '1' limit 1")
+                .action,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn targets_scope_rules_and_columns() {
+        let p: PolicyConfig = toml::from_str(
+            "default = \"allow\"\n[[rules]]\naction = \"deny\"\ntargets = [\"billing\"]\nclasses = [\"write\"]",
+        )
+        .unwrap();
+        let m: MaskingConfig = toml::from_str(
+            "[[columns]]\ntarget = \"billing\"\ntable = \"t\"\ncolumn = \"c\"\nformat = \"pci\"",
+        )
+        .unwrap();
+        let e = Arc::new(Engine::new(&p, &m).unwrap());
+        assert_eq!(
+            e.session("x", "billing")
+                .decide("insert into t values (1)")
+                .action,
+            Action::Deny
+        );
+        assert_eq!(
+            e.session("x", "other")
+                .decide("insert into t values (1)")
+                .action,
+            Action::Allow
+        );
+        assert_eq!(
+            e.session("x", "billing")
+                .decide("select c from t")
+                .masks
+                .len(),
+            1
+        );
+        assert!(
+            e.session("x", "other")
+                .decide("select c from t")
+                .masks
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn compile_errors_name_the_rule() {
+        let p: PolicyConfig =
+            toml::from_str("[[rules]]\nname = \"x\"\nclasses = [\"read\"]").unwrap();
+        let err = Engine::new(&p, &MaskingConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.rules[0]") && err.contains("action"),
+            "{err}"
+        );
+        let p: PolicyConfig = toml::from_str("[[rules]]\naction = \"deny\"\nraw = true").unwrap();
+        assert!(Engine::new(&p, &MaskingConfig::default()).is_err());
+        assert!(toml::from_str::<PolicyConfig>("[[rules]]\naction = \"maybe\"").is_err());
+        assert!(toml::from_str::<PolicyConfig>("[[rules]]\nactoin = \"deny\"").is_err());
+    }
+
+    #[test]
+    fn glob_table() {
+        for (p, t, want) in [
+            ("*", "anything", true),
+            ("host:10.0.1.*", "host:10.0.1.7", true),
+            ("host:10.0.1.*", "host:10.0.10.7", false),
+            ("lo_*", "lo_import", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} {t}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Statement policy and masking for sluice, pure and synchronous.
+//!
+//! - [`analyze`]: one SQL string parsed with `sqlparser` (PostgreSQL
+//!   dialect) into per-statement facts: class, kind, tables, columns,
+//!   functions, WHERE presence, the outermost LIMIT, and each output
+//!   column's lineage.
+//! - [`engine`]: rules compiled from the configuration, decided per
+//!   identity and target, with a cache keyed by statement shape.
+//! - [`mask`]: masking formats (PCI display, redaction, keyed tokens).
+//! - [`detect`]: content detectors run on every value leaving the
+//!   database (PANs, track data, CVV-like values, optional extras).
+pub mod analyze;
+pub mod detect;
+pub mod engine;
+pub mod mask;

@@ -1,0 +1,224 @@
+//! `sluice policy check`: what the policy decides for a statement, and why.
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Subcommand;
+use sluice_config::Config;
+use sluice_policy::{
+    analyze::Source,
+    engine::{Action, Engine},
+};
+
+/// Policy commands.
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Decide SQL as sluice would for one identity and target, and explain.
+    ///
+    /// Prints, for each statement of the SQL: its class and kind, the tables,
+    /// functions and predicate columns it uses, each output column's lineage
+    /// and masking, and the decision with the rule that made it. The whole
+    /// string's decision (one refused statement refuses it all) comes last.
+    /// Exit status: 0 allowed, 1 refused, 3 held for approval, 2 on errors.
+    #[command(after_long_help = CHECK_EXAMPLES)]
+    Check {
+        /// Configuration file whose [policy] and [masking] are checked.
+        #[arg(short, long, default_value = "/etc/sluice/sluice.toml")]
+        config: PathBuf,
+        /// Workload identity (as recorded: host:<ip>, uid:<n>, …).
+        #[arg(short, long)]
+        identity: String,
+        /// Target name (default: the first target in the config).
+        #[arg(short, long)]
+        target: Option<String>,
+        /// The SQL (one or more statements); `-` reads standard input.
+        sql: String,
+    },
+}
+
+const CHECK_EXAMPLES: &str = "Examples:
+  sluice policy check -c sluice.toml -i host:10.0.1.5 \"SELECT pan FROM cards LIMIT 5\"
+  sluice policy check -c sluice.toml -i uid:1000 -t billing \"DELETE FROM orders\"
+  echo \"SELECT reverse(pan) FROM cards\" | sluice policy check -c sluice.toml -i host:10.0.1.5 -";
+
+/// Run a policy command.
+pub fn run(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Check {
+            config,
+            identity,
+            target,
+            sql,
+        } => match check(&config, &identity, target.as_deref(), &sql) {
+            Ok(Action::Allow) => ExitCode::SUCCESS,
+            Ok(Action::Deny) => ExitCode::from(1),
+            Ok(Action::Approve) => ExitCode::from(3),
+            Err(e) => {
+                eprintln!("sluice policy check: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn check(
+    path: &std::path::Path,
+    identity: &str,
+    target: Option<&str>,
+    sql: &str,
+) -> anyhow::Result<Action> {
+    let config = Config::load(path)?;
+    let target = match target {
+        Some(t) => {
+            anyhow::ensure!(
+                config.targets.iter().any(|x| x.name == t),
+                "no target is named {t:?} in {}",
+                path.display()
+            );
+            t.to_string()
+        }
+        None => config
+            .targets
+            .first()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+    };
+    let sql = if sql == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        sql.to_string()
+    };
+    let engine = Arc::new(Engine::new(&config.policy, &config.masking)?);
+    let session = engine.session(identity, &target);
+    let (verdict, statements) = session.explain(&sql);
+    println!(
+        "identity {identity}, target {target}{}",
+        if session.unmasked() {
+            " (sees sensitive columns unmasked)"
+        } else {
+            ""
+        }
+    );
+    for (i, s) in statements.iter().enumerate() {
+        println!();
+        match &s.facts {
+            Some(f) => {
+                println!("statement {}: {} ({})", i + 1, f.kind, f.class);
+                let list = |items: Vec<String>| {
+                    if items.is_empty() {
+                        "-".to_string()
+                    } else {
+                        items.join(", ")
+                    }
+                };
+                println!(
+                    "  tables:     {}",
+                    list(f.tables.iter().map(|t| t.to_string()).collect())
+                );
+                println!(
+                    "  functions:  {}",
+                    list(f.functions.iter().cloned().collect())
+                );
+                println!(
+                    "  predicates: {}",
+                    list(f.predicates.iter().map(Source::to_string).collect())
+                );
+                if !f.stored.is_empty() {
+                    println!(
+                        "  stored:     {}",
+                        list(f.stored.iter().map(Source::to_string).collect())
+                    );
+                }
+                if matches!(f.kind.as_str(), "delete" | "update") {
+                    println!("  where:      {}", if f.has_where { "yes" } else { "none" });
+                }
+                if !f.outputs.is_empty() {
+                    println!(
+                        "  limit:      {}",
+                        f.limit
+                            .map(|l| l.to_string())
+                            .unwrap_or_else(|| "none".into())
+                    );
+                    println!("  outputs:");
+                    for o in &f.outputs {
+                        let sources: Vec<String> =
+                            o.lineage.sources.iter().map(Source::to_string).collect();
+                        let how = if o.lineage.sources.is_empty() {
+                            "constant".to_string()
+                        } else if o.lineage.direct {
+                            format!("= {}", sources.join(" | "))
+                        } else {
+                            format!("computed from {}", sources.join(", "))
+                        };
+                        let mask = if o.label == "*" {
+                            let m: Vec<String> = verdict
+                                .masks
+                                .iter()
+                                .filter(|(l, _)| {
+                                    o.lineage
+                                        .sources
+                                        .iter()
+                                        .any(|s| matches!(s, Source::AllOf(_)))
+                                        && !statements_label(&s.facts, l)
+                                })
+                                .map(|(l, f)| format!("{l}: {}", f.as_str()))
+                                .collect();
+                            if m.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  → mask {}", m.join(", "))
+                            }
+                        } else {
+                            verdict
+                                .masks
+                                .iter()
+                                .find(|(l, _)| l == &o.label)
+                                .map(|(_, f)| format!("  → mask {}", f.as_str()))
+                                .unwrap_or_default()
+                        };
+                        println!("    {:<16} {how}{mask}", o.label);
+                    }
+                }
+            }
+            None => println!("statement {}: not analyzed", i + 1),
+        }
+        println!(
+            "  decision:   {} by {} — {}",
+            s.verdict.action.as_str(),
+            s.verdict.rule,
+            s.verdict.reason
+        );
+    }
+    println!();
+    println!(
+        "decision: {} by {} — {}",
+        verdict.action.as_str().to_uppercase(),
+        verdict.rule,
+        verdict.reason
+    );
+    println!("content detectors: PAN, track data{}", detectors(&config));
+    Ok(verdict.action)
+}
+
+/// Whether a label is one of the statement's own named outputs (so `*`
+/// does not list it twice).
+fn statements_label(facts: &Option<sluice_policy::analyze::Facts>, label: &str) -> bool {
+    facts
+        .as_ref()
+        .is_some_and(|f| f.outputs.iter().any(|o| o.label == label))
+}
+
+fn detectors(config: &Config) -> String {
+    let d = &config.masking.detectors;
+    let mut s = String::new();
+    for (on, name) in [
+        (d.cvv, "CVV (by column name)"),
+        (d.email, "email"),
+        (d.ssn, "SSN"),
+        (d.iban, "IBAN"),
+    ] {
+        if on {
+            s.push_str(", ");
+            s.push_str(name);
+        }
+    }
+    s + " on every value returned"
+}
