@@ -205,7 +205,8 @@ pub enum CompileError {
     RawNotAllow(usize, String),
 }
 
-/// What the policy decided for a string.
+/// What the policy decided for a string (or, in [`Explained`], for one of
+/// its statements).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// Allow, approve or deny.
@@ -215,7 +216,8 @@ pub struct Verdict {
     pub rule: String,
     /// Why, in words, for the client and the record.
     pub reason: String,
-    /// Output labels to mask and how (allowed statements only).
+    /// Output labels to mask and how (allowed statements only; for a
+    /// string, the union of its statements').
     pub masks: Vec<(String, MaskFormat)>,
 }
 
@@ -777,7 +779,7 @@ impl SessionRules {
                 r.config
                     .reason
                     .clone()
-                    .unwrap_or_else(|| format!("{} {} by {}", f.kind, past(r.action), r.label())),
+                    .unwrap_or_else(|| format!("{} {}", f.kind, past(r.action))),
             ),
             None => Verdict::new(
                 e.default,
@@ -789,11 +791,16 @@ impl SessionRules {
                 ),
             ),
         };
+        let mut v = v;
         if v.action == Action::Allow {
+            let mut own = BTreeMap::new();
             for (label, format) in local {
-                let entry = masks.entry(label).or_insert(format);
-                *entry = entry.strongest(format);
+                for m in [&mut *masks, &mut own] {
+                    let entry = m.entry(label.clone()).or_insert(format);
+                    *entry = entry.strongest(format);
+                }
             }
+            v.masks = own.into_iter().collect();
         }
         v
     }

@@ -148,17 +148,12 @@ fn check(
                         } else {
                             format!("computed from {}", sources.join(", "))
                         };
+                        let own = &s.verdict.masks;
                         let mask = if o.label == "*" {
-                            let m: Vec<String> = verdict
-                                .masks
+                            // `*` brings the table's sensitive columns.
+                            let m: Vec<String> = own
                                 .iter()
-                                .filter(|(l, _)| {
-                                    o.lineage
-                                        .sources
-                                        .iter()
-                                        .any(|s| matches!(s, Source::AllOf(_)))
-                                        && !statements_label(&s.facts, l)
-                                })
+                                .filter(|(l, _)| !f.outputs.iter().any(|x| &x.label == l))
                                 .map(|(l, f)| format!("{l}: {}", f.as_str()))
                                 .collect();
                             if m.is_empty() {
@@ -167,9 +162,7 @@ fn check(
                                 format!("  → mask {}", m.join(", "))
                             }
                         } else {
-                            verdict
-                                .masks
-                                .iter()
+                            own.iter()
                                 .find(|(l, _)| l == &o.label)
                                 .map(|(_, f)| format!("  → mask {}", f.as_str()))
                                 .unwrap_or_default()
@@ -196,14 +189,6 @@ fn check(
     );
     println!("content detectors: PAN, track data{}", detectors(&config));
     Ok(verdict.action)
-}
-
-/// Whether a label is one of the statement's own named outputs (so `*`
-/// does not list it twice).
-fn statements_label(facts: &Option<sluice_policy::analyze::Facts>, label: &str) -> bool {
-    facts
-        .as_ref()
-        .is_some_and(|f| f.outputs.iter().any(|o| o.label == label))
 }
 
 fn detectors(config: &Config) -> String {
