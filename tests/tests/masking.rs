@@ -441,6 +441,11 @@ fn bypass_suite_leaks_no_pan_and_records_every_attempt() {
         denied >= refused,
         "{denied} recorded refusals, {refused} seen"
     );
+    // Masking counts are recorded with each result.
+    assert!(
+        export.contains("\"masked\":[[\"pan\",2]]"),
+        "no masking count for `select pan from cards`"
+    );
     // (Timestamps are 16-digit runs: only the known PANs are looked for.)
     for pan in PANS {
         assert!(!export.contains(pan), "the record holds {pan}");

@@ -240,6 +240,14 @@ pub trait Rewriter: Send {
         let _ = fields;
         Rewrite::Keep
     }
+
+    /// How many values it masked since it was last asked, by column name
+    /// (or message kind). Asked when a result ends (CommandComplete,
+    /// PortalSuspended, EmptyQueryResponse, ErrorResponse), to record the
+    /// counts with that result.
+    fn take_masked(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Refuses statements whose text matches any configured pattern, for every

@@ -644,6 +644,11 @@ trait Downstream {
         tag: u8,
         frame: &'a [u8],
     ) -> Result<Action<'a>, PgError>;
+
+    /// Values masked since the last call, by column, for the record.
+    fn take_masked(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// No rewriter: only a poison statement's error is replaced.
@@ -676,6 +681,10 @@ struct Rewriting {
 
 impl Downstream for Rewriting {
     const INSPECTS: bool = true;
+
+    fn take_masked(&mut self) -> Vec<(String, u64)> {
+        self.rewriter.take_masked()
+    }
 
     fn begin(&mut self, shared: &Shared) {
         // Every answer in the buffer was read after its request was queued.
@@ -879,7 +888,12 @@ fn scan<D: Downstream>(
                 Action::Message(BackendMessage::ErrorResponse(f)) => Some(f),
                 _ => None,
             };
-            o.frame(tag, &buf[pos..pos + total], replaced);
+            let masked = if matches!(tag, b'C' | b'I' | b's' | b'E') {
+                down.take_masked()
+            } else {
+                Vec::new()
+            };
+            o.frame(tag, &buf[pos..pos + total], replaced, masked);
         }
         match action {
             Ok(Action::Forward) => {}

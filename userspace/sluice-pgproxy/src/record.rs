@@ -115,6 +115,7 @@ pub(crate) struct Observer<'a> {
     columns: Vec<String>,
     rows: u64,
     bytes: u64,
+    masked: Vec<(String, u64)>,
 }
 
 impl<'a> Observer<'a> {
@@ -125,12 +126,23 @@ impl<'a> Observer<'a> {
             columns: Vec::new(),
             rows: 0,
             bytes: 0,
+            masked: Vec::new(),
         }
     }
 
     /// One frame as the client receives it; `replaced` is the error that
     /// stands in for it (a refusal), if any.
-    pub(crate) fn frame(&mut self, tag: u8, frame: &[u8], replaced: Option<&Fields>) {
+    /// `masked`: values the rewriter masked in the result this frame ends.
+    pub(crate) fn frame(
+        &mut self,
+        tag: u8,
+        frame: &[u8],
+        replaced: Option<&Fields>,
+        masked: Vec<(String, u64)>,
+    ) {
+        if !masked.is_empty() {
+            self.masked = masked;
+        }
         let body = &frame[5.min(frame.len())..];
         match tag {
             b'T' => self.columns = column_names(body),
@@ -165,11 +177,14 @@ impl<'a> Observer<'a> {
         rows: Option<u64>,
         error: Option<&Fields>,
     ) {
-        let result = (!self.columns.is_empty() || self.rows > 0).then(|| ResultSummary {
-            columns: std::mem::take(&mut self.columns),
-            rows: self.rows,
-            bytes: self.bytes,
-            masked: Vec::new(),
+        let masked = std::mem::take(&mut self.masked);
+        let result = (!self.columns.is_empty() || self.rows > 0 || !masked.is_empty()).then(|| {
+            ResultSummary {
+                columns: std::mem::take(&mut self.columns),
+                rows: self.rows,
+                bytes: self.bytes,
+                masked,
+            }
         });
         self.rows = 0;
         self.bytes = 0;

@@ -225,14 +225,19 @@ impl Scanner {
         if cards {
             scan_cards(&mut c);
         }
-        if self.set.iban {
-            scan_iban(&mut c);
-        }
-        if self.set.ssn {
-            scan_ssn(&mut c);
-        }
-        if self.set.email {
-            scan_email(&mut c);
+        if self.set.iban || self.set.ssn || self.set.email {
+            let x = Extras::of(value);
+            // An IBAN has 15 or more uppercase letters and digits, two of
+            // them digits; an SSN nine digits and a dash.
+            if self.set.iban && x.upper_or_digits >= 15 && x.digits >= 2 {
+                scan_iban(&mut c);
+            }
+            if self.set.ssn && x.dash && x.digits >= 9 {
+                scan_ssn(&mut c);
+            }
+            if self.set.email && x.at {
+                scan_email(&mut c);
+            }
         }
         c.finish()
     }
@@ -444,6 +449,60 @@ fn has_long_run(v: &[u8]) -> bool {
         }
     }
     step(tail, &mut run, &mut carry)
+}
+
+/// What the optional detectors need at the least, counted eight bytes at
+/// a time: they skip the values that cannot hold their kind.
+struct Extras {
+    digits: u32,
+    upper_or_digits: u32,
+    dash: bool,
+    at: bool,
+}
+
+impl Extras {
+    fn of(v: &[u8]) -> Extras {
+        // Per-lane sums fit a byte below 2040 bytes; longer values are
+        // not pre-filtered.
+        if v.len() >= 2040 {
+            return Extras {
+                digits: u32::MAX,
+                upper_or_digits: u32::MAX,
+                dash: true,
+                at: true,
+            };
+        }
+        let (mut digits, mut upper, mut dash, mut at) = (0u64, 0u64, 0u64, 0u64);
+        let mut feed = |x: u64| {
+            let d = digit_lanes(x);
+            let x7 = x & LOW7;
+            let ge_a = x7.wrapping_add(LO * u64::from(0x80 - b'A'));
+            let gt_z = x7.wrapping_add(LO * u64::from(0x7f - b'Z'));
+            digits += d >> 7;
+            upper += (ge_a & !gt_z & !x & HI) >> 7;
+            dash |= eq_lanes(x, b'-');
+            at |= eq_lanes(x, b'@');
+        };
+        let mut chunks = v.chunks_exact(8);
+        for ch in &mut chunks {
+            feed(load(ch));
+        }
+        let rem = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rem.len()].copy_from_slice(rem);
+        feed(u64::from_le_bytes(w));
+        // Lane sums to 16-bit lanes, then their total.
+        let sum = |a: u64| {
+            let pairs = (a & 0x00ff_00ff_00ff_00ff) + ((a >> 8) & 0x00ff_00ff_00ff_00ff);
+            (pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48) as u32
+        };
+        Extras {
+            digits: sum(digits),
+            upper_or_digits: sum(digits) + sum(upper),
+            dash: dash != 0,
+            at: at != 0,
+        }
+    }
 }
 
 /// Eight bytes as a little-endian word.
@@ -1508,6 +1567,25 @@ mod tests {
                 }
             }
             let _ = Scanner::is_pan_number(&String::from_utf8_lossy(&v));
+        }
+    }
+
+    /// Long values: the pre-filters' counters do not wrap.
+    #[test]
+    fn long_values() {
+        let s = Scanner::new(&ALL);
+        for filler in [250, 256, 300, 1000, 2039, 2040, 5000] {
+            let mut v = "7 ".repeat(filler / 2).into_bytes();
+            v.extend_from_slice(b"x 123-45-6789 GB82WEST12345698765432 a.b@c.de 4111111111111111");
+            let (out, f) = s.scan(&v, None).expect("found");
+            let tail = &out[v.len() - 60..];
+            assert_eq!(
+                tail, b"***-**-6789 GB82**************5432 a**@c.de 411111******1111",
+                "{filler}"
+            );
+            assert_eq!(f.get(Kind::Ssn), 1);
+            assert_eq!(f.get(Kind::Iban), 1);
+            assert_eq!(f.get(Kind::Email), 1);
         }
     }
 

@@ -110,8 +110,7 @@ impl SessionPolicy for RuleSession {
             scanner: self.scanner.clone(),
             masker: self.masker.clone(),
             found: Findings::default(),
-            by_label: 0,
-            binary_pans: 0,
+            counts: BTreeMap::new(),
         }))
     }
 }
@@ -123,10 +122,9 @@ pub struct Masking {
     masker: Masker,
     /// What the detectors found.
     found: Findings,
-    /// Values masked because of their column's label.
-    by_label: u64,
-    /// Binary numbers that were PANs (sent as NULL).
-    binary_pans: u64,
+    /// Values masked since the end of the last result, by column name
+    /// (`error`, `notice`, `notification`, `copy` for messages).
+    counts: BTreeMap<String, u64>,
 }
 
 /// PostgreSQL type OIDs the binary-format checks decode.
@@ -146,7 +144,7 @@ impl Masking {
         if let Some(c) = column
             && let Some(format) = labels.get(&c.name)
         {
-            self.by_label += 1;
+            self.count(&c.name);
             return Some(
                 self.masker
                     .apply(*format, v, text_like(c.type_oid))
@@ -171,7 +169,7 @@ impl Masking {
                 };
                 match digits {
                     Some(d) if Scanner::is_pan_number(&d) => {
-                        self.binary_pans += 1;
+                        self.count(&c.name);
                         Some(None)
                     }
                     _ => None,
@@ -181,17 +179,28 @@ impl Masking {
                 let name = column.map(|c| c.name.as_str());
                 let (masked, found) = self.scanner.scan(v, name)?;
                 self.found.add(&found);
+                self.count(name.unwrap_or("?"));
                 Some(Some(Cow::Owned(masked)))
             }
         }
     }
 
-    fn fields(&mut self, fields: &[(u8, String)]) -> Option<Fields> {
+    fn count(&mut self, what: &str) {
+        match self.counts.get_mut(what) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(what.to_string(), 1);
+            }
+        }
+    }
+
+    fn fields(&mut self, kind: &str, fields: &[(u8, String)]) -> Option<Fields> {
         let mut out: Option<Fields> = None;
         for (i, (code, text)) in fields.iter().enumerate() {
             let (masked, found) = self.scanner.scan_str(text, None);
             if let Cow::Owned(m) = masked {
                 self.found.add(&found);
+                self.count(kind);
                 out.get_or_insert_with(|| fields.to_vec())[i] = (*code, m);
             }
         }
@@ -252,6 +261,9 @@ impl Rewriter for Masking {
                 self.value(column, &labels, v)
             };
             if let Some(r) = replaced {
+                if columns.is_none() {
+                    self.count("?");
+                }
                 out.get_or_insert_with(|| values.iter().map(|v| v.map(Cow::Borrowed)).collect())
                     [i] = r;
             }
@@ -266,6 +278,7 @@ impl Rewriter for Masking {
         match self.scanner.scan(data, None) {
             Some((masked, found)) => {
                 self.found.add(&found);
+                self.count("copy");
                 Rewrite::Replace(masked)
             }
             None => Rewrite::Keep,
@@ -273,7 +286,7 @@ impl Rewriter for Masking {
     }
 
     fn notice(&mut self, fields: &[(u8, String)]) -> RewriteOrDrop<Fields> {
-        match self.fields(fields) {
+        match self.fields("notice", fields) {
             Some(f) => RewriteOrDrop::Replace(f),
             None => RewriteOrDrop::Keep,
         }
@@ -287,6 +300,7 @@ impl Rewriter for Masking {
         }
         self.found.add(&a);
         self.found.add(&b);
+        self.count("notification");
         RewriteOrDrop::Replace(Notification {
             pid: n.pid,
             channel: channel.into_owned(),
@@ -294,8 +308,12 @@ impl Rewriter for Masking {
         })
     }
 
+    fn take_masked(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.counts).into_iter().collect()
+    }
+
     fn error(&mut self, fields: &[(u8, String)]) -> Rewrite<Fields> {
-        match self.fields(fields) {
+        match self.fields("error", fields) {
             Some(f) => Rewrite::Replace(f),
             None => Rewrite::Keep,
         }

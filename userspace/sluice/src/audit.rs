@@ -366,8 +366,19 @@ fn describe(e: &RecordedEvent, start_us: u64) -> String {
             let result = v
                 .get("result")
                 .map(|r| {
+                    let masked = r["masked"]
+                        .as_array()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| {
+                            let parts: Vec<String> = m
+                                .iter()
+                                .map(|p| format!("{} x{}", p[0].as_str().unwrap_or("?"), p[1]))
+                                .collect();
+                            format!(", masked {}", parts.join(", "))
+                        })
+                        .unwrap_or_default();
                     format!(
-                        " result: {} rows, {} bytes, columns {}",
+                        " result: {} rows, {} bytes, columns {}{masked}",
                         r["rows"], r["bytes"], r["columns"]
                     )
                 })
