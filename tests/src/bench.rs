@@ -32,6 +32,15 @@ use crate::{pki, postgres, scenario};
 /// Realistic guard rails, none of which matches pgbench's statements
 /// (`SELECT abalance FROM pgbench_accounts WHERE aid = …`, the scale probe
 /// `select count(*) from pgbench_branches`).
+/// The policy sluice runs with: what a deployment would have — default
+/// deny, an allow rule for the agents, a deny rule, a sensitive column — so
+/// every statement is parsed (cached by text) and decided, and every value
+/// passes the content detectors.
+const BENCH_POLICY: &str = "[policy]\ndefault = \"deny\"\n";
+const BENCH_RULES: &str = "[[policy.rules]]\nname = \"agents\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"transaction\", \"utility\"]\n\n\
+[[policy.rules]]\nname = \"no unbounded writes\"\naction = \"deny\"\nwithout_where = true\n\n\
+[[masking.columns]]\ntable = \"cards\"\ncolumn = \"pan\"\nformat = \"pci\"\n";
+
 const DENY_PATTERNS: &[&str] = &[
     r"(?i)\bdrop\s+(table|database|schema)\b",
     r"(?i)^\s*truncate\b",
@@ -320,7 +329,7 @@ pub fn relay(duration: u32, clients: &[u32], audit: bool) -> anyhow::Result<()> 
         let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| format!("'{p}'")).collect();
         scenario::Custom {
             sections: format!(
-                "[policy]\ndefault = \"allow\"\ndeny_patterns = [{}]\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                "{BENCH_POLICY}deny_patterns = [{}]\n\n{BENCH_RULES}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
                 patterns.join(", "),
                 leaf.cert.display(),
                 leaf.key.display()
@@ -559,8 +568,10 @@ fn report(meta: &Meta, main: &[Sample], tls: &[Sample]) -> anyhow::Result<()> {
     let patterns: Vec<String> = DENY_PATTERNS.iter().map(|p| format!("`{p}`")).collect();
     writeln!(
         md,
-        "- **Hooks active**: sluice runs with `[policy] deny_patterns` = {}. None matches pgbench's statements, \
-         so every statement is decoded, run through the regex set and allowed. The sluice sessions reported \
+        "- **Hooks active**: sluice runs with a deployment's policy (default deny, an allow rule for read, write, \
+         transaction and utility statements, a deny rule for unbounded writes, a sensitive column) plus \
+         `deny_patterns` = {}, and every value returned passes the content detectors. Nothing matches pgbench's \
+         statements, so every statement is decoded, parsed (cached by text), decided and allowed. The sluice sessions reported \
          {decisions} policy decisions for {sluice_tx} logged transactions ({:.3} per transaction); no statement was denied.",
         patterns.join(", "),
         per_tx(decisions, sluice_tx)

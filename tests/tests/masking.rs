@@ -258,6 +258,8 @@ const ATTEMPTS: &[&str] = &[
     "select greatest(pan, '') from cards",
     // PREPARE/EXECUTE and cursors.
     "prepare s1 as select pan from cards; execute s1",
+    "prepare s2 as select reverse(pan) as r from cards; execute s2",
+    "prepare s3 as delete from cards; execute s3",
     "begin; declare c1 cursor for select pan from cards; fetch all from c1; commit",
     "begin; declare c2 cursor for select * from cards; fetch all from c2; commit",
     // COPY.

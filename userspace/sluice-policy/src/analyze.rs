@@ -193,7 +193,7 @@ pub struct Facts {
     /// Columns that decide which rows are returned or changed.
     pub predicates: BTreeSet<Source>,
     /// Columns of a query whose result is stored rather than returned
-    /// (INSERT … SELECT, CREATE TABLE AS, CREATE VIEW, DECLARE, PREPARE).
+    /// (INSERT … SELECT, CREATE TABLE AS, SELECT INTO, CREATE VIEW, UPDATE … SET).
     pub stored: BTreeSet<Source>,
     /// DELETE or UPDATE: has a WHERE clause. Other kinds: true.
     pub has_where: bool,
@@ -246,7 +246,20 @@ pub fn analyze(sql: &str) -> Result<Vec<Facts>, ParseError> {
 }
 
 /// Analyze one parsed statement.
+///
+/// PREPARE and DECLARE … CURSOR are decided as the statement they hold:
+/// that is what EXECUTE and FETCH run later, and the masks it asks for
+/// stay in force for the session.
 pub fn statement(stmt: &Statement) -> Facts {
+    match stmt {
+        Statement::Prepare { statement, .. } => return self::statement(statement),
+        Statement::Declare { stmts } if stmts.len() == 1 => {
+            if let Some(q) = &stmts[0].for_query {
+                return self::statement(&Statement::Query(q.clone()));
+            }
+        }
+        _ => {}
+    }
     let (class, kind) = classify(stmt);
     let mut w = Walker::default();
     let mut facts = Facts::new(class, kind);
@@ -386,15 +399,6 @@ pub fn statement(stmt: &Statement) -> Facts {
                     facts.stored.extend(outputs_sources(&out));
                 }
             }
-        }
-        Statement::Prepare { statement, .. } => {
-            let inner = self::statement(statement);
-            facts.stored.extend(inner.all_sources().cloned());
-            facts.tables.extend(inner.tables);
-            facts.writes.extend(inner.writes);
-            facts.functions.extend(inner.functions);
-            facts.predicates.extend(inner.predicates);
-            facts.has_where = inner.has_where;
         }
         Statement::Explain {
             statement, analyze, ..
@@ -1703,11 +1707,12 @@ mod tests {
             ("show search_path", "utility", "show"),
             ("listen ch", "utility", "listen"),
             ("notify ch, 'x'", "utility", "notify"),
-            ("prepare s as select 1", "utility", "prepare"),
+            ("prepare s as select 1", "read", "select"),
+            ("prepare s as delete from t", "write", "delete"),
             ("execute s", "utility", "execute"),
             ("deallocate s", "utility", "deallocate"),
             ("discard all", "utility", "discard"),
-            ("declare c cursor for select 1", "utility", "declare"),
+            ("declare c cursor for select 1", "read", "select"),
             ("fetch 10 from c", "read", "fetch"),
             ("close c", "utility", "close"),
             ("explain select 1", "read", "explain"),
@@ -1897,9 +1902,9 @@ mod tests {
             ("insert into x select pan from cards", "", "cards.pan"),
             ("create view v as select * from cards", "", "cards.*"),
             (
-                "declare c cursor for select pan from cards",
-                "",
+                "declare c cursor for select id from cards where pan = '1'",
                 "cards.pan",
+                "",
             ),
             (
                 "update t set a = (select pan from cards limit 1)",

@@ -168,8 +168,8 @@ pub struct MaskingConfig {
     /// A sensitive column in WHERE, JOIN, GROUP BY, ORDER BY, …: `deny`
     /// (default), `approve` or `allow`.
     pub probing: Action,
-    /// A sensitive column stored by CTAS, INSERT … SELECT, a view, a
-    /// cursor or PREPARE: `deny` (default), `approve` or `allow`.
+    /// A sensitive column stored by CTAS, SELECT INTO, INSERT … SELECT,
+    /// UPDATE … SET or a view: `deny` (default), `approve` or `allow`.
     pub stored: Action,
     /// Key file for `token` masking (32 random bytes or more).
     pub token_key_file: Option<std::path::PathBuf>,
@@ -575,11 +575,15 @@ impl SessionRules {
 
     /// Decide a string (one or more statements).
     pub fn decide(&self, sql: &str) -> Verdict {
-        self.explain(sql).0
+        self.decide_inner(sql, false).0
     }
 
     /// Decide a string and explain each statement.
     pub fn explain(&self, sql: &str) -> (Verdict, Vec<Explained>) {
+        self.decide_inner(sql, true)
+    }
+
+    fn decide_inner(&self, sql: &str, explain: bool) -> (Verdict, Vec<Explained>) {
         let e = &self.engine;
         if let Some(i) = e.patterns.matches(sql).iter().next() {
             let v = Verdict::new(
@@ -632,10 +636,12 @@ impl SessionRules {
                 Some(o) if v.action > o.action => v.clone(),
                 Some(o) => o,
             });
-            explained.push(Explained {
-                facts: Some(f.clone()),
-                verdict: v,
-            });
+            if explain {
+                explained.push(Explained {
+                    facts: Some(f.clone()),
+                    verdict: v,
+                });
+            }
         }
         let mut v = overall
             .unwrap_or_else(|| Verdict::new(Action::Allow, "policy.empty", "empty statement"));

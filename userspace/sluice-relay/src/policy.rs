@@ -77,6 +77,13 @@ struct RuleSession {
 
 impl SessionPolicy for RuleSession {
     fn decide(&mut self, statement: &Statement<'_>) -> Decision {
+        if statement.protocol == "function-call" {
+            // The fast path names a function by OID with raw arguments:
+            // nothing to analyse, so nothing to allow.
+            return Decision::Deny {
+                rule: "policy.function_call: fast-path function calls cannot be analysed; call the function in a statement".into(),
+            };
+        }
         let v = self.rules.decide(statement.text);
         match v.action {
             Action::Allow => {
@@ -244,11 +251,8 @@ impl Rewriter for Masking {
         columns: Option<&[Column]>,
         values: &[Option<&'v [u8]>],
     ) -> Rewrite<Vec<Value<'v>>> {
-        let labels = self
-            .labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let shared = Arc::clone(&self.labels);
+        let labels = shared.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Option<Vec<Value<'v>>> = None;
         for (i, v) in values.iter().enumerate() {
             let Some(v) = v else { continue };
