@@ -290,6 +290,8 @@ const ATTEMPTS: &[&str] = &[
     "select count(*) from cards where pan > '4'",
     "select id from cards where substr(pan, 1, 1) = '4'",
     "select id from cards order by pan",
+    "select id, pan from cards order by 2",
+    "select pan from cards where id = 1 union select pan from cards where id = 2 order by 1",
     "select id from cards c join wallet w on w.pan_spaced = c.pan",
     "select 1 where exists (select 1 from cards where pan = '4111111111111111')",
     // Comments, quoting, dollar quotes, multi-statement, search_path.

@@ -53,6 +53,16 @@ fn decide(c: &mut Criterion) {
             b.iter(|| black_box(session.decide(black_box(sql))))
         });
     }
+    // Same shape, a new literal every time (pgbench -S in simple protocol):
+    // the fingerprint finds the cached analysis.
+    let mut n = 0u64;
+    c.bench_function("decide_same_shape_new_literal", |b| {
+        b.iter(|| {
+            n += 1;
+            let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {n}");
+            black_box(session.decide(black_box(&sql)))
+        })
+    });
     for (i, sql) in STATEMENTS.iter().enumerate() {
         c.bench_function(&format!("decide_cold/{i}"), |b| {
             // A fresh engine per batch: every decision parses.

@@ -967,7 +967,11 @@ impl Walker {
                 s.relations.extend(from.relations);
             }
             for e in exprs {
-                self.predicate(&e.expr, &s);
+                match ordinal(&e.expr).and_then(|n| outs.get(n)) {
+                    // ORDER BY 2: the second output column.
+                    Some(o) => self.predicates.extend(o.lineage.sources.iter().cloned()),
+                    None => self.predicate(&e.expr, &s),
+                }
             }
         }
         self.depth -= 1;
@@ -1221,7 +1225,10 @@ impl Walker {
         }
         if let ast::GroupByExpr::Expressions(exprs, _) = &s.group_by {
             for e in exprs {
-                self.predicate(e, &scope);
+                match ordinal(e).and_then(|n| outs.get(n)) {
+                    Some(o) => self.predicates.extend(o.lineage.sources.iter().cloned()),
+                    None => self.predicate(e, &scope),
+                }
             }
         }
         if let Some(ast::Distinct::On(exprs)) = &s.distinct {
@@ -1432,6 +1439,17 @@ impl Walker {
                 l.derived()
             }
         }
+    }
+}
+
+/// `ORDER BY 2` / `GROUP BY 2`: the zero-based output position.
+fn ordinal(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse::<usize>().ok()?.checked_sub(1),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -1877,6 +1895,13 @@ mod tests {
             ("select id from cards where pan like '4%'", "cards.pan", ""),
             ("select id from cards order by pan", "cards.pan", ""),
             ("select id from cards group by pan", "cards.pan", ""),
+            ("select id, pan from cards order by 2", "cards.pan", ""),
+            ("select id, pan from cards order by 1", "cards.id", ""),
+            (
+                "select pan, count(*) from cards group by 1",
+                "cards.pan",
+                "",
+            ),
             (
                 "select a.id from a join cards c on c.pan = a.x",
                 "a.x,cards.pan",

@@ -21,7 +21,8 @@
 //! in the list (`tables = ["orders"]` does not allow a join with `cards`);
 //! for `deny` and `approve`, when *anything* is.
 //!
-//! Analyses are cached by statement text, shared by all sessions; a
+//! Analyses are cached by statement shape (operand literals replaced, see
+//! [`crate::fingerprint`]), shared by all sessions; a
 //! session's rules are filtered once when it starts ([`Engine::session`]).
 use std::{
     collections::{BTreeMap, HashMap},
@@ -426,7 +427,8 @@ impl Sensitive {
 /// One string's analysis.
 type Analysis = Arc<Result<Vec<Facts>, analyze::ParseError>>;
 
-/// Analyses by statement text, shared by all sessions.
+/// Analyses by statement shape ([`crate::fingerprint`]), shared by all
+/// sessions.
 struct Cache {
     map: Mutex<HashMap<u64, (Arc<str>, Analysis)>>,
     hasher: std::collections::hash_map::RandomState,
@@ -442,9 +444,12 @@ impl Cache {
         if sql.len() > CACHE_MAX_TEXT {
             return Arc::new(analyze::analyze(sql));
         }
-        let key = self.hasher.hash_one(sql);
+        // Statements differing only in operand literals share an analysis.
+        let shape = crate::fingerprint::fingerprint(sql);
+        let shape = shape.as_deref().unwrap_or(sql);
+        let key = self.hasher.hash_one(shape);
         if let Some((text, facts)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && &**text == sql
+            && &**text == shape
         {
             return Arc::clone(facts);
         }
@@ -453,7 +458,7 @@ impl Cache {
         if map.len() >= CACHE_ENTRIES {
             map.clear();
         }
-        map.insert(key, (Arc::from(sql), Arc::clone(&facts)));
+        map.insert(key, (Arc::from(shape), Arc::clone(&facts)));
         facts
     }
 }

@@ -5,11 +5,13 @@
 //!   functions, WHERE presence, the outermost LIMIT, and each output
 //!   column's lineage.
 //! - [`engine`]: rules compiled from the configuration, decided per
-//!   identity and target, with a cache keyed by statement shape.
+//!   identity and target, with a cache keyed by statement shape
+//!   ([`fingerprint`]: operand literals replaced).
 //! - [`mask`]: masking formats (PCI display, redaction, keyed tokens).
 //! - [`detect`]: content detectors run on every value leaving the
 //!   database (PANs, track data, CVV-like values, optional extras).
 pub mod analyze;
 pub mod detect;
 pub mod engine;
+pub mod fingerprint;
 pub mod mask;

@@ -1,0 +1,341 @@
+//! Statement shapes for the analysis cache.
+//!
+//! Agents and scripts send the same statement with different literals
+//! (`WHERE aid = 42`, `WHERE aid = 43`). [`fingerprint`] replaces the
+//! literals that cannot change an analysis with `?`, so such statements
+//! share one cached analysis instead of being parsed again each time.
+//!
+//! Only literals that are operands of an operator are replaced: a number or
+//! string right after `=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `+`, `-`, `*`,
+//! `/` or `%`. Everything an analysis reads stays: LIMIT, OFFSET and FETCH
+//! counts (after a keyword), ORDER BY and GROUP BY ordinals (after `BY` or
+//! `,`), function arguments (`set_config('role', …)`), identifiers,
+//! keywords, comments.
+//!
+//! When the text holds anything the scanner is not sure of — a backslash in
+//! a string (its meaning depends on `standard_conforming_strings`), an
+//! unterminated quote or comment, a `$` that does not open a dollar quote
+//! or name a parameter — there is no fingerprint, and the exact text is the
+//! cache key.
+
+/// The statement's shape, or `None` when it is not safe to compute.
+pub fn fingerprint(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    // The last significant token: operator byte, or a word's first byte
+    // marked as a word.
+    let mut prev = Prev::Start;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                let end = sql[i..].find('\n').map_or(b.len(), |n| i + n);
+                out.push_str(&sql[i..end]);
+                i = end;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = block_comment_end(b, i)?;
+                out.push_str(&sql[i..end]);
+                i = end;
+            }
+            b'\'' => {
+                let end = string_end(b, i + 1)?;
+                if prev.is_operand_position(sql) {
+                    out.push('?');
+                } else {
+                    out.push_str(&sql[i..end]);
+                }
+                prev = Prev::Literal;
+                i = end;
+            }
+            b'"' => {
+                let end = quoted_identifier_end(b, i + 1)?;
+                out.push_str(&sql[i..end]);
+                prev = Prev::Word;
+                i = end;
+            }
+            b'$' => {
+                // `$1` parameter, or a dollar quote `$tag$ … $tag$`.
+                let rest = &sql[i + 1..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                if digits > 0 {
+                    out.push_str(&sql[i..i + 1 + digits]);
+                    prev = Prev::Literal;
+                    i += 1 + digits;
+                    continue;
+                }
+                let tag_len = rest
+                    .bytes()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    .count();
+                if rest.as_bytes().get(tag_len) != Some(&b'$') {
+                    return None;
+                }
+                let tag = &sql[i..i + tag_len + 2];
+                let body = i + tag.len();
+                let close = sql[body..].find(tag)? + body + tag.len();
+                out.push_str(&sql[i..close]);
+                prev = Prev::Literal;
+                i = close;
+            }
+            b'0'..=b'9' | b'.' if c != b'.' || b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                // A numeric literal: digits, point, exponent, hex/underscores.
+                let mut end = i;
+                while end < b.len() {
+                    let x = b[end];
+                    let exp_sign = (x == b'+' || x == b'-')
+                        && end > i
+                        && matches!(b[end - 1], b'e' | b'E')
+                        && !sql[i..end].starts_with("0x");
+                    if x.is_ascii_alphanumeric() || x == b'.' || x == b'_' || exp_sign {
+                        end += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if prev.is_operand_position(sql) {
+                    out.push('?');
+                } else {
+                    out.push_str(&sql[i..end]);
+                }
+                prev = Prev::Literal;
+                i = end;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let mut end = i;
+                while end < b.len()
+                    && (b[end].is_ascii_alphanumeric()
+                        || b[end] == b'_'
+                        || b[end] == b'$'
+                        || b[end] >= 0x80)
+                {
+                    end += 1;
+                }
+                // E'…' (backslash escapes), U&'…', B'…', X'…', N'…': a
+                // prefixed string is kept as it is.
+                if b.get(end) == Some(&b'\'')
+                    || (b.get(end) == Some(&b'&') && b.get(end + 1) == Some(&b'\''))
+                {
+                    return None;
+                }
+                out.push_str(&sql[i..end]);
+                prev = Prev::Word;
+                i = end;
+            }
+            c if c.is_ascii_whitespace() => {
+                out.push(c as char);
+                i += 1;
+            }
+            _ => {
+                // Operators and punctuation, one byte at a time; a run of
+                // operator bytes is one operator.
+                let start = i;
+                while i < b.len()
+                    && is_operator_byte(b[i])
+                    && !(b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
+                    && !(b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
+                {
+                    i += 1;
+                }
+                if i == start {
+                    i += 1;
+                }
+                out.push_str(&sql[start..i]);
+                prev = Prev::Op(start, i);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The token before a literal.
+enum Prev {
+    Start,
+    Literal,
+    Word,
+    /// An operator: its byte range in the text.
+    Op(usize, usize),
+}
+
+impl Prev {
+    /// Is a literal here an operator's operand (replaceable)?
+    fn is_operand_position(&self, sql: &str) -> bool {
+        match self {
+            Prev::Op(start, end) => matches!(
+                &sql[*start..*end],
+                "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "+" | "-" | "*" | "/" | "%"
+            ),
+            _ => false,
+        }
+    }
+}
+
+fn is_operator_byte(c: u8) -> bool {
+    matches!(
+        c,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'<'
+            | b'>'
+            | b'='
+            | b'~'
+            | b'!'
+            | b'@'
+            | b'#'
+            | b'%'
+            | b'^'
+            | b'&'
+            | b'|'
+            | b'`'
+            | b'?'
+    )
+}
+
+/// End of a `'…'` string starting after its quote (`''` is a quote inside).
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'\\' => return None,
+            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn quoted_identifier_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'"' if b.get(i + 1) == Some(&b'"') => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// End of a (nested) block comment starting at `i`.
+fn block_comment_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'/' && b[i + 1] == b'*' {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b[i + 1] == b'/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One line per case: SQL → its fingerprint (None: not safe).
+    #[test]
+    fn fingerprint_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+                Some("SELECT abalance FROM pgbench_accounts WHERE aid = ?;"),
+            ),
+            (
+                "select * from t where a=1 and b<>'x' and c >= 2.5e-3",
+                Some("select * from t where a=? and b<>? and c >= ?"),
+            ),
+            (
+                "update t set x = x + -5 where id = 7",
+                Some("update t set x = x + -? where id = ?"),
+            ),
+            ("select * from t limit 10", Some("select * from t limit 10")),
+            (
+                "select * from t limit 10 offset 20",
+                Some("select * from t limit 10 offset 20"),
+            ),
+            (
+                "select * from t fetch first 5 rows only",
+                Some("select * from t fetch first 5 rows only"),
+            ),
+            (
+                "select a, b from t order by 2",
+                Some("select a, b from t order by 2"),
+            ),
+            (
+                "select a, b from t order by 1, 2",
+                Some("select a, b from t order by 1, 2"),
+            ),
+            (
+                "select a from t group by 1",
+                Some("select a from t group by 1"),
+            ),
+            (
+                "select set_config('role', 'x', false)",
+                Some("select set_config('role', 'x', false)"),
+            ),
+            (
+                "insert into t values (1, 2)",
+                Some("insert into t values (1, 2)"),
+            ),
+            ("select t1.c2 from t1", Some("select t1.c2 from t1")),
+            (
+                "select \"a=1\" from t where \"b\" = 3",
+                Some("select \"a=1\" from t where \"b\" = ?"),
+            ),
+            (
+                "select 1 -- where x = 2\n",
+                Some("select 1 -- where x = 2\n"),
+            ),
+            ("select /* it's = 5 */ 1", Some("select /* it's = 5 */ 1")),
+            ("select $1 where a = $2", Some("select $1 where a = $2")),
+            (
+                "select $$it's$$ where a = 1",
+                Some("select $$it's$$ where a = ?"),
+            ),
+            ("select $q$x$q$", Some("select $q$x$q$")),
+            ("select 'a\\'b'", None),
+            ("select E'a\\nb'", None),
+            ("select U&'x'", None),
+            ("select 'unterminated", None),
+            ("select /* open", None),
+            ("select $x", None),
+            (
+                "select 0x1F, 1_000 where a = 0x1F",
+                Some("select 0x1F, 1_000 where a = ?"),
+            ),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(fingerprint(sql).as_deref(), *want, "{sql}");
+        }
+    }
+
+    /// Statements whose analyses differ never share a fingerprint.
+    #[test]
+    fn shapes_that_decide_differently_stay_apart() {
+        let pairs = [
+            ("select * from t limit 10", "select * from t limit 100000"),
+            (
+                "select a, b from t order by 1",
+                "select a, b from t order by 2",
+            ),
+            (
+                "select set_config('role', 'x', false)",
+                "select set_config('app.x', 'x', false)",
+            ),
+            ("select pan from cards", "select id from cards"),
+            ("select 1 from a", "select 1 from b"),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(fingerprint(a), fingerprint(b), "{a} / {b}");
+        }
+    }
+}
