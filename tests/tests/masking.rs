@@ -301,6 +301,7 @@ const ATTEMPTS: &[&str] = &[
     "select public.cards.pan from public.cards",
     "select U&\"p\\0061n\" from cards",
     "select $$x$$, pan from cards",
+    "select 'a\\' , pan from cards --'",
     "select 1; select pan from cards",
     "select 1; delete from cards",
     "set search_path = other, public; select pan from cards",

@@ -237,6 +237,15 @@ pub struct ParseError(pub String);
 
 /// Parse and analyze one SQL string (possibly several statements).
 pub fn analyze(sql: &str) -> Result<Vec<Facts>, ParseError> {
+    // PostgreSQL reads U&"p\0061n" as the identifier `pan`; sqlparser reads
+    // `U & "p\0061n"`. Two parsers disagreeing is a bypass: refuse to guess.
+    if sql.as_bytes().windows(3).any(|w| {
+        w[0].eq_ignore_ascii_case(&b'u') && w[1] == b'&' && (w[2] == b'"' || w[2] == b'\'')
+    }) {
+        return Err(ParseError(
+            "Unicode-escaped identifiers and strings (U&\"…\", U&'…') are not supported".into(),
+        ));
+    }
     let statements =
         Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ParseError(e.to_string()))?;
     if statements.is_empty() {
@@ -1948,6 +1957,8 @@ mod tests {
     fn multi_statement_and_errors() {
         assert_eq!(analyze("select 1; delete from t").unwrap().len(), 2);
         assert!(analyze("selec 1").is_err());
+        assert!(analyze("select U&\"p\\0061n\" from cards").is_err());
+        assert!(analyze("select u&'\\0061'").is_err());
         assert!(analyze("").unwrap().is_empty());
     }
 }
