@@ -74,6 +74,19 @@ pub trait SessionPolicy: Send + Sync {
     /// Decide one statement.
     fn decide(&mut self, statement: &Statement<'_>) -> Decision;
 
+    /// A read-only query sluice runs on the session's own connection once
+    /// it is ready, before the client's first statement (e.g. a catalog
+    /// lookup). `None` (the default): nothing to run.
+    fn startup_query(&mut self) -> Option<String> {
+        None
+    }
+
+    /// The rows of [`SessionPolicy::startup_query`] (text values), or the
+    /// error the database gave for it.
+    fn startup_rows(&mut self, rows: Result<Vec<Vec<Option<String>>>, String>) {
+        let _ = rows;
+    }
+
     /// The session's rewriter, asked for once before the first statement.
     /// `None` (the default) leaves the database → client direction on its
     /// fast path: frames are forwarded from the read buffer after a header

@@ -56,7 +56,7 @@ use tokio::{
 use sluice_store::SessionLog;
 
 use crate::{
-    Decision, PgError, SessionConfig, SessionInfo, SessionPolicy, Statement, Summary,
+    Decision, PgError, SessionConfig, SessionPolicy, Statement, Summary,
     hooks::{Notification, Rewrite, RewriteOrDrop, Rewriter, Value},
     io::{Conn, ReadHalf, WriteHalf},
     record::{self, Exec, Execs, Observer},
@@ -112,7 +112,7 @@ pub(crate) struct Legs {
 pub(crate) async fn run(
     legs: Legs,
     config: &SessionConfig,
-    info: &SessionInfo<'_>,
+    mut policy: Box<dyn SessionPolicy>,
     log: Option<&SessionLog>,
     summary: &mut Summary,
 ) -> Result<(), PgError> {
@@ -122,7 +122,6 @@ pub(crate) async fn run(
         cbuf,
         ubuf,
     } = legs;
-    let mut policy = config.policy.session(info);
     let rewriter = policy.rewriter();
     let shared = Arc::new(Shared {
         refusals: Mutex::new(HashMap::new()),

@@ -89,14 +89,6 @@ where
         .as_ref()
         .map(|store| store.begin(start_event(&route, &summary)));
     summary.session_id = log.as_ref().map(|l| l.id());
-    let user = summary.user.clone().unwrap_or_default();
-    let database = summary.database.clone().unwrap_or_default();
-    let info = crate::SessionInfo {
-        identity: route.identity,
-        target: &route.target.name,
-        user: &user,
-        database: &database,
-    };
     let result = pipeline::run(
         pipeline::Legs {
             client: ready.client,
@@ -105,7 +97,7 @@ where
             ubuf: ready.ubuf,
         },
         config,
-        &info,
+        ready.policy,
         log.as_ref(),
         &mut summary,
     )
@@ -188,6 +180,8 @@ struct Ready {
     cbuf: BytesMut,
     ubuf: BytesMut,
     synthetic: Option<(i32, i32)>,
+    /// The session's policy, made once its user and database are known.
+    policy: Box<dyn crate::SessionPolicy>,
 }
 
 /// Steps 1–6; None when the connection ended normally before a session
@@ -401,6 +395,31 @@ where
             source,
         })?;
         let mut out = BytesMut::new();
+        if let BackendMessage::ReadyForQuery(_) = &msg {
+            // The session's policy, and what it asks to run before the
+            // client's first statement (the client waits for this
+            // ReadyForQuery meanwhile).
+            let mut policy = config.policy.session(&crate::SessionInfo {
+                identity: route.identity,
+                target: &route.target.name,
+                user: summary.user.as_deref().unwrap_or(""),
+                database: summary.database.as_deref().unwrap_or(""),
+            });
+            if let Some(query) = policy.startup_query() {
+                let rows = startup_query(&mut upstream, &mut ubuf, &reader, &query).await?;
+                policy.startup_rows(rows);
+            }
+            msg.encode(&mut out);
+            write(&mut client, &out, "client").await?;
+            return Ok(Some(Ready {
+                client,
+                upstream,
+                cbuf,
+                ubuf,
+                synthetic,
+                policy,
+            }));
+        }
         match &msg {
             BackendMessage::BackendKeyData { pid, key } => {
                 let s = config.cancels.register(RealBackend {
@@ -469,21 +488,69 @@ where
                 }
                 return Ok(None);
             }
-            BackendMessage::ReadyForQuery(_) => {
-                return Ok(Some(Ready {
-                    client,
-                    upstream,
-                    cbuf,
-                    ubuf,
-                    synthetic,
-                }));
-            }
             _ => {}
         }
     }
     Err(PgError::Protocol {
         leg: "upstream",
         source: CodecError::malformed("startup", "no ReadyForQuery after 256 messages"),
+    })
+}
+
+/// Run sluice's own query on a ready connection and collect its rows (text
+/// values) up to ReadyForQuery. A database error is returned as its
+/// message; only I/O and protocol failures end the session. Bounded: at
+/// most 100,000 messages.
+async fn startup_query(
+    upstream: &mut Conn,
+    ubuf: &mut BytesMut,
+    reader: &FrameReader,
+    query: &str,
+) -> Result<Result<Vec<Vec<Option<String>>>, String>, PgError> {
+    let mut out = BytesMut::new();
+    FrontendMessage::Query(query.to_string()).encode(&mut out);
+    write(upstream, &out, "upstream").await?;
+    let mut rows = Vec::new();
+    let mut error = None;
+    for _ in 0..100_000 {
+        let Some(frame) = read_frame(upstream, ubuf, reader, true, "upstream").await? else {
+            return Err(PgError::Io {
+                leg: "upstream",
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        };
+        let msg = BackendMessage::decode(frame).map_err(|source| PgError::Protocol {
+            leg: "upstream",
+            source,
+        })?;
+        match msg {
+            BackendMessage::DataRow(values) => rows.push(
+                values
+                    .into_iter()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    .collect(),
+            ),
+            BackendMessage::ErrorResponse(fields) => {
+                error = Some(
+                    fields
+                        .iter()
+                        .find(|(c, _)| *c == b'M')
+                        .map(|(_, m)| m.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            BackendMessage::ReadyForQuery(_) => {
+                return Ok(match error {
+                    Some(e) => Err(e),
+                    None => Ok(rows),
+                });
+            }
+            _ => {}
+        }
+    }
+    Err(PgError::Protocol {
+        leg: "upstream",
+        source: CodecError::malformed("startup", "no ReadyForQuery after sluice's own query"),
     })
 }
 

@@ -524,6 +524,42 @@ impl Engine {
         &self.masking
     }
 
+    /// Tables holding sensitive columns on a target (lower case, sorted).
+    pub fn sensitive_tables(&self, target: &str) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .sensitive
+            .by_table
+            .iter()
+            .filter(|(_, cs)| {
+                cs.iter()
+                    .any(|c| c.target.as_deref().is_none_or(|x| x == target))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        t.sort();
+        t
+    }
+
+    /// The format of a catalog column if it is declared sensitive.
+    pub fn sensitive_format(
+        &self,
+        target: &str,
+        schema: &str,
+        table: &str,
+        column: &str,
+    ) -> Option<MaskFormat> {
+        self.sensitive.format(
+            &Source::Column {
+                table: TableName {
+                    schema: Some(schema.to_string()),
+                    name: table.to_string(),
+                },
+                column: column.to_string(),
+            },
+            target,
+        )
+    }
+
     /// The rules that apply to one session.
     pub fn session(self: &Arc<Engine>, identity: &str, target: &str) -> SessionRules {
         let rules = self

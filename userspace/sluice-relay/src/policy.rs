@@ -18,8 +18,9 @@
 //! cannot know, in a session that has masked anything, is redacted whole.
 use std::{
     borrow::Cow,
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use sluice_pgproxy::{
@@ -32,11 +33,20 @@ use sluice_policy::{
     mask::{MaskFormat, Masker, text_like},
 };
 
+/// Sensitive columns by (table OID, attnum), as one database's catalog
+/// says.
+type Oids = Arc<HashMap<(u32, i16), MaskFormat>>;
+
+/// How long a database's catalog lookup is reused by later sessions.
+const CATALOG_TTL: Duration = Duration::from_secs(60);
+
 /// The configured rules and masking, for every session.
 pub struct RulePolicy {
     engine: Arc<Engine>,
     scanner: Scanner,
     masker: Masker,
+    /// Catalog lookups by (target, database), with when they were made.
+    catalog: Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>,
 }
 
 impl RulePolicy {
@@ -47,6 +57,7 @@ impl RulePolicy {
             engine: Arc::new(engine),
             scanner,
             masker: Masker::new(token_key),
+            catalog: Arc::default(),
         }
     }
 }
@@ -54,12 +65,24 @@ impl RulePolicy {
 impl Policy for RulePolicy {
     fn session(&self, info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
         let rules = self.engine.session(info.identity, info.target);
+        let key = (info.target.to_string(), info.database.to_string());
+        let cached = self
+            .catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < CATALOG_TTL)
+            .map(|(_, oids)| Arc::clone(oids));
         Box::new(RuleSession {
             unmasked: rules.unmasked(),
             rules,
             labels: Arc::default(),
             scanner: self.scanner.clone(),
             masker: self.masker.clone(),
+            engine: Arc::clone(&self.engine),
+            catalog: Arc::clone(&self.catalog),
+            key,
+            oids: cached,
         })
     }
 }
@@ -73,6 +96,29 @@ struct RuleSession {
     labels: Labels,
     scanner: Scanner,
     masker: Masker,
+    engine: Arc<Engine>,
+    catalog: Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>,
+    /// (target, database).
+    key: (String, String),
+    /// This database's sensitive columns by OID, once known.
+    oids: Option<Oids>,
+}
+
+/// The catalog query for the sensitive tables' columns.
+fn catalog_query(tables: &[String]) -> String {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| format!("'{}'", t.replace('\'', "''")))
+        .collect();
+    format!(
+        "SELECT c.oid, a.attnum, n.nspname, c.relname, a.attname \
+         FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relname IN ({}) \
+         /* sluice: sensitive columns by OID */",
+        names.join(", ")
+    )
 }
 
 impl SessionPolicy for RuleSession {
@@ -108,12 +154,51 @@ impl SessionPolicy for RuleSession {
         }
     }
 
+    fn startup_query(&mut self) -> Option<String> {
+        if self.unmasked || self.oids.is_some() {
+            return None;
+        }
+        let tables = self.engine.sensitive_tables(&self.key.0);
+        (!tables.is_empty()).then(|| catalog_query(&tables))
+    }
+
+    fn startup_rows(&mut self, rows: Result<Vec<Vec<Option<String>>>, String>) {
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Masks by output name still apply; say why OIDs do not.
+                tracing::warn!(error = %e, "catalog lookup of sensitive columns failed");
+                return;
+            }
+        };
+        let mut oids = HashMap::new();
+        for r in rows {
+            let text = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let (Ok(oid), Ok(attnum)) = (text(0).parse::<u32>(), text(1).parse::<i16>()) else {
+                continue;
+            };
+            if let Some(f) = self
+                .engine
+                .sensitive_format(&self.key.0, text(2), text(3), text(4))
+            {
+                oids.insert((oid, attnum), f);
+            }
+        }
+        let oids = Arc::new(oids);
+        self.catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.key.clone(), (Instant::now(), Arc::clone(&oids)));
+        self.oids = Some(oids);
+    }
+
     fn rewriter(&mut self) -> Option<Box<dyn Rewriter>> {
         if self.unmasked {
             return None;
         }
         Some(Box::new(Masking {
             labels: Arc::clone(&self.labels),
+            oids: self.oids.clone().unwrap_or_default(),
             scanner: self.scanner.clone(),
             masker: self.masker.clone(),
             found: Findings::default(),
@@ -125,6 +210,9 @@ impl SessionPolicy for RuleSession {
 /// Masks one session's results.
 pub struct Masking {
     labels: Labels,
+    /// Sensitive columns by (table OID, attnum): RowDescription says where
+    /// a plain column comes from, whatever its name in the query.
+    oids: Oids,
     scanner: Scanner,
     masker: Masker,
     /// What the detectors found.
@@ -149,12 +237,16 @@ impl Masking {
         v: &'v [u8],
     ) -> Option<Value<'v>> {
         if let Some(c) = column
-            && let Some(format) = labels.get(&c.name)
+            && let Some(format) = labels.get(&c.name).copied().or_else(|| {
+                (c.table_oid != 0)
+                    .then(|| self.oids.get(&(c.table_oid, c.column)).copied())
+                    .flatten()
+            })
         {
             self.count(&c.name);
             return Some(
                 self.masker
-                    .apply(*format, v, text_like(c.type_oid))
+                    .apply(format, v, text_like(c.type_oid))
                     .map(Cow::Owned),
             );
         }
@@ -321,5 +413,111 @@ impl Rewriter for Masking {
             Some(f) => Rewrite::Replace(f),
             None => Rewrite::Keep,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_policy::engine::{MaskingConfig, PolicyConfig};
+
+    fn policy() -> RulePolicy {
+        let p: PolicyConfig = toml::from_str("default = \"allow\"").unwrap();
+        let m: MaskingConfig = toml::from_str(
+            "[[columns]]\nschema = \"public\"\ntable = \"cards\"\ncolumn = \"holder\"\nformat = \"redact\"",
+        )
+        .unwrap();
+        RulePolicy::new(Engine::new(&p, &m).unwrap(), None)
+    }
+
+    fn info() -> SessionInfo<'static> {
+        SessionInfo {
+            identity: "host:10.0.0.2",
+            target: "pg",
+            user: "agent",
+            database: "postgres",
+        }
+    }
+
+    fn column(name: &str, table_oid: u32, attnum: i16) -> Column {
+        Column {
+            name: name.into(),
+            table_oid,
+            column: attnum,
+            type_oid: 25,
+            type_size: -1,
+            type_modifier: -1,
+            format: Format::Text,
+        }
+    }
+
+    /// The catalog lookup runs once per database, and RowDescription's
+    /// table OID and attnum then mask a sensitive column whatever it is
+    /// called in the query.
+    #[test]
+    fn catalog_oids_mask_columns_the_labels_missed() {
+        let p = policy();
+        let mut s = p.session(&info());
+        let q = s.startup_query().expect("a catalog query");
+        assert!(q.contains("c.relname IN ('cards')"), "{q}");
+        s.startup_rows(Ok(vec![
+            vec![
+                Some("16384".into()),
+                Some("2".into()),
+                Some("public".into()),
+                Some("cards".into()),
+                Some("holder".into()),
+            ],
+            vec![
+                Some("16384".into()),
+                Some("1".into()),
+                Some("public".into()),
+                Some("cards".into()),
+                Some("id".into()),
+            ],
+            vec![
+                Some("16999".into()),
+                Some("2".into()),
+                Some("other".into()),
+                Some("cards".into()),
+                Some("holder".into()),
+            ],
+        ]));
+        let mut r = s.rewriter().expect("a rewriter");
+        let cols = [
+            column("id", 16384, 1),
+            column("who", 16384, 2),
+            column("who2", 16999, 2),
+        ];
+        let values: [Option<&[u8]>; 3] = [Some(b"1"), Some(b"Ada Lovelace"), Some(b"Ada Lovelace")];
+        match r.data_row(Some(&cols), &values) {
+            Rewrite::Replace(v) => {
+                assert_eq!(v[0].as_deref(), Some(&b"1"[..]));
+                assert_eq!(v[1].as_deref(), Some(&b"****"[..]));
+                assert_eq!(
+                    v[2].as_deref(),
+                    Some(&b"Ada Lovelace"[..]),
+                    "other schema is not sensitive"
+                );
+            }
+            Rewrite::Keep => panic!("nothing masked"),
+        }
+        assert_eq!(r.take_masked(), vec![("who".to_string(), 1)]);
+        // The next session on the same database reuses the lookup.
+        let mut again = p.session(&info());
+        assert!(again.startup_query().is_none());
+        // A failed lookup leaves masking by name in force.
+        let mut other = p.session(&SessionInfo {
+            database: "other",
+            ..info()
+        });
+        assert!(other.startup_query().is_some());
+        other.startup_rows(Err("permission denied".into()));
+        assert!(other.rewriter().is_some());
+    }
+
+    #[test]
+    fn catalog_query_quotes_table_names() {
+        assert!(catalog_query(&["o'brien".into()]).contains("IN ('o''brien')"));
     }
 }
