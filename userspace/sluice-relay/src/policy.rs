@@ -37,6 +37,9 @@ use sluice_policy::{
 /// says.
 type Oids = Arc<HashMap<(u32, i16), MaskFormat>>;
 
+/// Catalog lookups by (target, database), with when they were made.
+type Catalog = Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>;
+
 /// How long a database's catalog lookup is reused by later sessions.
 const CATALOG_TTL: Duration = Duration::from_secs(60);
 
@@ -45,8 +48,7 @@ pub struct RulePolicy {
     engine: Arc<Engine>,
     scanner: Scanner,
     masker: Masker,
-    /// Catalog lookups by (target, database), with when they were made.
-    catalog: Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>,
+    catalog: Catalog,
 }
 
 impl RulePolicy {
@@ -97,7 +99,7 @@ struct RuleSession {
     scanner: Scanner,
     masker: Masker,
     engine: Arc<Engine>,
-    catalog: Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>,
+    catalog: Catalog,
     /// (target, database).
     key: (String, String),
     /// This database's sensitive columns by OID, once known.
