@@ -15,7 +15,8 @@
 //! label stays masked for the rest of the session once any statement has
 //! asked for it (the engine cannot tell which statement a row belongs to;
 //! masking too much is the safe direction). A row whose columns the engine
-//! cannot know, in a session that has masked anything, is redacted whole.
+//! cannot know, in a session that has masked anything or whose database
+//! holds sensitive columns, is redacted whole.
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
@@ -351,7 +352,7 @@ impl Rewriter for Masking {
         for (i, v) in values.iter().enumerate() {
             let Some(v) = v else { continue };
             let column = columns.and_then(|c| c.get(i));
-            let replaced = if columns.is_none() && !labels.is_empty() {
+            let replaced = if columns.is_none() && (!labels.is_empty() || !self.oids.is_empty()) {
                 // Cannot tell which column this is, and this session has
                 // sensitive columns: fail closed.
                 Some(Some(Cow::Borrowed(&b"****"[..])))
