@@ -456,3 +456,51 @@ fn bypass_suite_leaks_no_pan_and_records_every_attempt() {
         assert!(!export.contains(pan), "the record holds {pan}");
     }
 }
+
+/// `[[policy.row_limits]]`: a result bigger than the limit ends the session
+/// with SQLSTATE 54000 and a clear message; smaller ones pass; the record
+/// says why the session ended.
+#[test]
+fn row_limits_end_sessions_that_read_too_much() {
+    if !require_privileged("row_limits") {
+        return;
+    }
+    let s = scenario::start_custom("m2", 32, |_| Custom {
+        sections: "[policy]\ndefault = \"allow\"\n\n[[policy.row_limits]]\nmax_rows = 1\n".into(),
+        ..Custom::default()
+    });
+    let out = psql(&s, "select id from cards order by id limit 1");
+    assert!(
+        out.contains("\n1\n") && !out.contains("ERROR") && !out.contains("FATAL"),
+        "{out}"
+    );
+    let out = psql(&s, "select id from cards order by id");
+    assert!(
+        out.contains("row limit exceeded") && out.contains("at most 1 rows"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("\n2\n"),
+        "the row past the limit reached the client: {out}"
+    );
+    let store = store_dir(&s.scratch.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = s.daemon.cli(&[
+            "audit",
+            "list",
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("ended by policy: row limit exceeded") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session ended by the limit:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -469,6 +469,22 @@ impl Config {
                 }
             }
         }
+        for (i, l) in self.policy.row_limits.iter().enumerate() {
+            if l.max_rows == 0 {
+                return Err(invalid(
+                    &format!("policy.row_limits[{i}].max_rows"),
+                    "expected at least 1 row".into(),
+                ));
+            }
+            for t in &l.targets {
+                if !names.contains(&t.as_str()) {
+                    return Err(invalid(
+                        &format!("policy.row_limits[{i}].targets"),
+                        format!("no target is named {t:?}"),
+                    ));
+                }
+            }
+        }
         for (i, c) in self.masking.columns.iter().enumerate() {
             if let Some(t) = &c.target
                 && !names.contains(&t.as_str())

@@ -169,15 +169,19 @@ pub struct Notification {
 pub type Value<'v> = Option<Cow<'v, [u8]>>;
 
 /// What a rewriter does with a message that must reach the client (a row,
-/// COPY data, an error): keep it as it is, or replace its body. Rows cannot
-/// be dropped — CommandComplete has already counted them — and neither can
-/// errors, which end what they answer.
+/// COPY data, an error): keep it as it is, replace its body, or end the
+/// session. Rows cannot be dropped — CommandComplete has already counted
+/// them — and neither can errors, which end what they answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite<T> {
     /// Forward the original bytes untouched.
     Keep,
     /// Send this body instead.
     Replace(T),
+    /// Send nothing more: the client gets a FATAL error (SQLSTATE 54000,
+    /// program limit exceeded) with this message, and the session ends.
+    /// For limits that cannot be enforced by changing a message.
+    End(String),
 }
 
 /// What a rewriter does with an informational message (a notice, a
@@ -254,11 +258,12 @@ pub trait Rewriter: Send {
         Rewrite::Keep
     }
 
-    /// How many values it masked since it was last asked, by column name
-    /// (or message kind). Asked when a result ends (CommandComplete,
-    /// PortalSuspended, EmptyQueryResponse, ErrorResponse), to record the
-    /// counts with that result.
-    fn take_masked(&mut self) -> Vec<(String, u64)> {
+    /// A result ended (CommandComplete, EmptyQueryResponse, ErrorResponse)
+    /// or paused (PortalSuspended: `suspended`, its portal may be resumed).
+    /// Returns how many values it masked since the last call, by column
+    /// name (or message kind), to record with that result.
+    fn end_of_result(&mut self, suspended: bool) -> Vec<(String, u64)> {
+        let _ = suspended;
         Vec::new()
     }
 }

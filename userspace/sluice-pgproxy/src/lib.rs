@@ -75,6 +75,9 @@ pub enum PgError {
     /// sluice refused the session (the client was told this message).
     #[error("refused: {0}")]
     Refused(String),
+    /// A rewriter ended the session (a limit); the client was told.
+    #[error("ended by policy: {0}")]
+    Ended(String),
 }
 
 /// 64 unpredictable bits: std's per-process random hasher seed over the

@@ -644,8 +644,10 @@ trait Downstream {
         frame: &'a [u8],
     ) -> Result<Action<'a>, PgError>;
 
-    /// Values masked since the last call, by column, for the record.
-    fn take_masked(&mut self) -> Vec<(String, u64)> {
+    /// A result ended or paused: values masked since the last call, by
+    /// column, for the record.
+    fn end_of_result(&mut self, suspended: bool) -> Vec<(String, u64)> {
+        let _ = suspended;
         Vec::new()
     }
 }
@@ -681,8 +683,8 @@ struct Rewriting {
 impl Downstream for Rewriting {
     const INSPECTS: bool = true;
 
-    fn take_masked(&mut self) -> Vec<(String, u64)> {
-        self.rewriter.take_masked()
+    fn end_of_result(&mut self, suspended: bool) -> Vec<(String, u64)> {
+        self.rewriter.end_of_result(suspended)
     }
 
     fn begin(&mut self, shared: &Shared) {
@@ -706,6 +708,7 @@ impl Downstream for Rewriting {
                 let values = data_row_values(body).map_err(upstream)?;
                 match self.rewriter.data_row(self.results.row_columns(), &values) {
                     Rewrite::Keep => Action::Forward,
+                    Rewrite::End(why) => return Err(PgError::Ended(why)),
                     Rewrite::Replace(new) if new.len() == values.len() => Action::Row(new),
                     Rewrite::Replace(new) => {
                         return Err(invalid_rewrite(
@@ -717,6 +720,7 @@ impl Downstream for Rewriting {
             }
             b'd' => match self.rewriter.copy_data(self.results.copy_format(), body) {
                 Rewrite::Keep => Action::Forward,
+                Rewrite::End(why) => return Err(PgError::Ended(why)),
                 Rewrite::Replace(data) => {
                     Action::Message(BackendMessage::CopyData(Bytes::from(data)))
                 }
@@ -792,6 +796,7 @@ impl Downstream for Rewriting {
                         Action::Message(BackendMessage::ErrorResponse(fields))
                     }
                     Rewrite::Keep => Action::Forward,
+                    Rewrite::End(why) => return Err(PgError::Ended(why)),
                     Rewrite::Replace(fields) => {
                         check_fields("ErrorResponse", &fields)?;
                         Action::Message(BackendMessage::ErrorResponse(fields))
@@ -888,7 +893,7 @@ fn scan<D: Downstream>(
                 _ => None,
             };
             let masked = if matches!(tag, b'C' | b'I' | b's' | b'E') {
-                down.take_masked()
+                down.end_of_result(tag == b's')
             } else {
                 Vec::new()
             };
@@ -988,7 +993,20 @@ async fn backend<D: Downstream>(
             out.clear();
         }
         if let Some(e) = failed {
-            if matches!(
+            if let PgError::Ended(why) = &e {
+                // A limit: the client learns which, and gets nothing more.
+                tracing::warn!(event = "session_ended_by_policy", reason = %why, "ending the session");
+                shared.ended_by("ended by policy (limit)");
+                let mut msg = BytesMut::new();
+                BackendMessage::ErrorResponse(vec![
+                    (b'S', "FATAL".into()),
+                    (b'V', "FATAL".into()),
+                    (b'C', "54000".into()),
+                    (b'M', format!("sluice: {why}")),
+                ])
+                .encode(&mut msg);
+                let _ = send(&mut cw, &msg, "client").await;
+            } else if matches!(
                 e,
                 PgError::Protocol {
                     leg: "rewriter",

@@ -86,6 +86,25 @@ pub struct PolicyConfig {
     pub deny_patterns: Vec<String>,
     /// Rules, in any order: deny beats approve beats allow.
     pub rules: Vec<RuleConfig>,
+    /// Most rows one result may return, per identity and target.
+    pub row_limits: Vec<RowLimit>,
+}
+
+/// `[[policy.row_limits]]`: the most rows one result may bring a session
+/// of these identities on these targets. The row after the last allowed
+/// one ends the session with SQLSTATE 54000: rows cannot be held back
+/// without lying to the client about how many there were.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowLimit {
+    /// Identities (globs); empty: everyone.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Targets; empty: all.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Rows per result.
+    pub max_rows: u64,
 }
 
 impl Default for PolicyConfig {
@@ -94,6 +113,7 @@ impl Default for PolicyConfig {
             default: Action::Deny,
             deny_patterns: Vec::new(),
             rules: Vec::new(),
+            row_limits: Vec::new(),
         }
     }
 }
@@ -471,6 +491,7 @@ pub struct Engine {
     default: Action,
     sensitive: Sensitive,
     masking: MaskingConfig,
+    row_limits: Vec<RowLimit>,
     cache: Cache,
 }
 
@@ -512,6 +533,7 @@ impl Engine {
             default: policy.default,
             sensitive: Sensitive::new(&masking.columns),
             masking: masking.clone(),
+            row_limits: policy.row_limits.clone(),
             cache: Cache {
                 map: Mutex::new(HashMap::new()),
                 hasher: Default::default(),
@@ -572,11 +594,21 @@ impl Engine {
             })
             .cloned()
             .collect();
+        let max_rows = self
+            .row_limits
+            .iter()
+            .filter(|l| {
+                (l.identities.is_empty() || l.identities.iter().any(|p| glob(p, identity)))
+                    && (l.targets.is_empty() || l.targets.iter().any(|t| t == target))
+            })
+            .map(|l| l.max_rows)
+            .min();
         SessionRules {
             engine: Arc::clone(self),
             rules,
             target: target.to_string(),
             unmasked: self.masking.unmasked.iter().any(|p| glob(p, identity)),
+            max_rows,
         }
     }
 }
@@ -587,6 +619,7 @@ pub struct SessionRules {
     rules: Vec<Arc<Rule>>,
     target: String,
     unmasked: bool,
+    max_rows: Option<u64>,
 }
 
 impl std::fmt::Debug for SessionRules {
@@ -612,6 +645,12 @@ impl SessionRules {
     /// This session sees sensitive columns unmasked.
     pub fn unmasked(&self) -> bool {
         self.unmasked
+    }
+
+    /// The most rows one result may bring this session (the smallest
+    /// applicable `row_limits`), if any.
+    pub fn max_rows(&self) -> Option<u64> {
+        self.max_rows
     }
 
     /// Decide a string (one or more statements).

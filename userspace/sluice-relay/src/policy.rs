@@ -196,7 +196,8 @@ impl SessionPolicy for RuleSession {
     }
 
     fn rewriter(&mut self) -> Option<Box<dyn Rewriter>> {
-        if self.unmasked {
+        let max_rows = self.rules.max_rows();
+        if self.unmasked && max_rows.is_none() {
             return None;
         }
         Some(Box::new(Masking {
@@ -206,6 +207,9 @@ impl SessionPolicy for RuleSession {
             masker: self.masker.clone(),
             found: Findings::default(),
             counts: BTreeMap::new(),
+            unmasked: self.unmasked,
+            max_rows,
+            rows: 0,
         }))
     }
 }
@@ -223,6 +227,12 @@ pub struct Masking {
     /// Values masked since the end of the last result, by column name
     /// (`error`, `notice`, `notification`, `copy` for messages).
     counts: BTreeMap<String, u64>,
+    /// The identity sees sensitive data: only the row limit applies.
+    unmasked: bool,
+    /// Rows one result may bring.
+    max_rows: Option<u64>,
+    /// Rows of the current result so far (a suspended portal's continue).
+    rows: u64,
 }
 
 /// PostgreSQL type OIDs the binary-format checks decode.
@@ -297,6 +307,9 @@ impl Masking {
     }
 
     fn fields(&mut self, kind: &str, fields: &[(u8, String)]) -> Option<Fields> {
+        if self.unmasked {
+            return None;
+        }
         let mut out: Option<Fields> = None;
         for (i, (code, text)) in fields.iter().enumerate() {
             let (masked, found) = self.scanner.scan_str(text, None);
@@ -346,6 +359,17 @@ impl Rewriter for Masking {
         columns: Option<&[Column]>,
         values: &[Option<&'v [u8]>],
     ) -> Rewrite<Vec<Value<'v>>> {
+        self.rows += 1;
+        if let Some(max) = self.max_rows
+            && self.rows > max
+        {
+            return Rewrite::End(format!(
+                "row limit exceeded: a result may bring at most {max} rows to this identity (policy.row_limits)"
+            ));
+        }
+        if self.unmasked {
+            return Rewrite::Keep;
+        }
         let shared = Arc::clone(&self.labels);
         let labels = shared.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Option<Vec<Value<'v>>> = None;
@@ -374,6 +398,9 @@ impl Rewriter for Masking {
     }
 
     fn copy_data(&mut self, _format: Option<&CopyFormat>, data: &[u8]) -> Rewrite<Vec<u8>> {
+        if self.unmasked {
+            return Rewrite::Keep;
+        }
         match self.scanner.scan(data, None) {
             Some((masked, found)) => {
                 self.found.add(&found);
@@ -392,6 +419,9 @@ impl Rewriter for Masking {
     }
 
     fn notification(&mut self, n: &Notification) -> RewriteOrDrop<Notification> {
+        if self.unmasked {
+            return RewriteOrDrop::Keep;
+        }
         let (channel, a) = self.scanner.scan_str(&n.channel, None);
         let (payload, b) = self.scanner.scan_str(&n.payload, None);
         if a.is_empty() && b.is_empty() {
@@ -407,7 +437,10 @@ impl Rewriter for Masking {
         })
     }
 
-    fn take_masked(&mut self) -> Vec<(String, u64)> {
+    fn end_of_result(&mut self, suspended: bool) -> Vec<(String, u64)> {
+        if !suspended {
+            self.rows = 0;
+        }
         std::mem::take(&mut self.counts).into_iter().collect()
     }
 
@@ -503,9 +536,9 @@ mod tests {
                     "other schema is not sensitive"
                 );
             }
-            Rewrite::Keep => panic!("nothing masked"),
+            other => panic!("nothing masked: {other:?}"),
         }
-        assert_eq!(r.take_masked(), vec![("who".to_string(), 1)]);
+        assert_eq!(r.end_of_result(false), vec![("who".to_string(), 1)]);
         // The next session on the same database reuses the lookup.
         let mut again = p.session(&info());
         assert!(again.startup_query().is_none());
@@ -517,6 +550,34 @@ mod tests {
         assert!(other.startup_query().is_some());
         other.startup_rows(Err("permission denied".into()));
         assert!(other.rewriter().is_some());
+    }
+
+    /// A row limit ends the session at the first row over it, also for an
+    /// identity that sees data unmasked; suspended portals keep counting.
+    #[test]
+    fn row_limits_end_the_session_past_the_limit() {
+        let p: PolicyConfig =
+            toml::from_str("default = \"allow\"\n[[row_limits]]\nmax_rows = 2").unwrap();
+        let m: MaskingConfig = toml::from_str("unmasked = [\"uid:0\"]").unwrap();
+        let policy = RulePolicy::new(Engine::new(&p, &m).unwrap(), None);
+        for identity in ["host:10.0.0.2", "uid:0"] {
+            let mut s = policy.session(&SessionInfo { identity, ..info() });
+            let mut r = s.rewriter().expect("a rewriter enforces the limit");
+            let cols = [column("id", 0, 0)];
+            let row: [Option<&[u8]>; 1] = [Some(b"1")];
+            assert!(!matches!(r.data_row(Some(&cols), &row), Rewrite::End(_)));
+            r.end_of_result(true); // PortalSuspended: the same result goes on
+            assert!(!matches!(r.data_row(Some(&cols), &row), Rewrite::End(_)));
+            match r.data_row(Some(&cols), &row) {
+                Rewrite::End(why) => assert!(why.contains("at most 2 rows"), "{why}"),
+                other => panic!("{identity}: third row passed: {other:?}"),
+            }
+            r.end_of_result(false);
+            assert!(
+                !matches!(r.data_row(Some(&cols), &row), Rewrite::End(_)),
+                "a new result starts at 0"
+            );
+        }
     }
 
     #[test]

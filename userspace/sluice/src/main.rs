@@ -249,9 +249,10 @@ fn main() -> ExitCode {
                         ))
                 );
                 println!(
-                    "  policy: {} rule(s), {} deny pattern(s), default {}",
+                    "  policy: {} rule(s), {} deny pattern(s), {} row limit(s), default {}",
                     c.policy.rules.len(),
                     c.policy.deny_patterns.len(),
+                    c.policy.row_limits.len(),
                     c.policy.default.as_str()
                 );
                 println!(
