@@ -447,19 +447,11 @@ impl Config {
             }
         }
         let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        // The rules compile as the daemon will compile them.
+        if let Err(e) = sluice_policy::engine::Engine::new(&self.policy, &self.masking) {
+            return Err(invalid(&e.key(), e.reason()));
+        }
         for (i, r) in self.policy.rules.iter().enumerate() {
-            if r.action.is_none() {
-                return Err(invalid(
-                    &format!("policy.rules[{i}].action"),
-                    "required: \"allow\", \"approve\" or \"deny\"".into(),
-                ));
-            }
-            if r.raw && r.action != Some(sluice_policy::engine::Action::Allow) {
-                return Err(invalid(
-                    &format!("policy.rules[{i}].raw"),
-                    "raw passthrough only makes sense on an allow rule".into(),
-                ));
-            }
             for t in &r.targets {
                 if !names.contains(&t.as_str()) {
                     return Err(invalid(

@@ -383,17 +383,7 @@ where
     // The database offered SCRAM-SHA-256-PLUS (it can bind to its TLS link).
     let mut offered_plus = false;
     for _ in 0..256 {
-        let Some(frame) = read_frame(&mut upstream, &mut ubuf, &reader, true, "upstream").await?
-        else {
-            return Err(PgError::Io {
-                leg: "upstream",
-                source: std::io::ErrorKind::UnexpectedEof.into(),
-            });
-        };
-        let msg = BackendMessage::decode(frame).map_err(|source| PgError::Protocol {
-            leg: "upstream",
-            source,
-        })?;
+        let msg = read_backend(&mut upstream, &mut ubuf, &reader).await?;
         let mut out = BytesMut::new();
         if let BackendMessage::ReadyForQuery(_) = &msg {
             // The session's policy, and what it asks to run before the
@@ -497,6 +487,24 @@ where
     })
 }
 
+/// The database's next message; its closing the connection is an error.
+async fn read_backend(
+    upstream: &mut Conn,
+    ubuf: &mut BytesMut,
+    reader: &FrameReader,
+) -> Result<BackendMessage, PgError> {
+    let Some(frame) = read_frame(upstream, ubuf, reader, true, "upstream").await? else {
+        return Err(PgError::Io {
+            leg: "upstream",
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        });
+    };
+    BackendMessage::decode(frame).map_err(|source| PgError::Protocol {
+        leg: "upstream",
+        source,
+    })
+}
+
 /// Run sluice's own query on a ready connection and collect its rows (text
 /// values) up to ReadyForQuery. A database error is returned as its
 /// message; only I/O and protocol failures end the session. Bounded: at
@@ -513,17 +521,7 @@ async fn startup_query(
     let mut rows = Vec::new();
     let mut error = None;
     for _ in 0..100_000 {
-        let Some(frame) = read_frame(upstream, ubuf, reader, true, "upstream").await? else {
-            return Err(PgError::Io {
-                leg: "upstream",
-                source: std::io::ErrorKind::UnexpectedEof.into(),
-            });
-        };
-        let msg = BackendMessage::decode(frame).map_err(|source| PgError::Protocol {
-            leg: "upstream",
-            source,
-        })?;
-        match msg {
+        match read_backend(upstream, ubuf, reader).await? {
             BackendMessage::DataRow(values) => rows.push(
                 values
                     .into_iter()

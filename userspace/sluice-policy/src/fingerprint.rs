@@ -41,11 +41,7 @@ pub fn fingerprint(sql: &str) -> Option<String> {
             }
             b'\'' => {
                 let end = string_end(b, i + 1)?;
-                if prev.is_operand_position(sql) {
-                    out.push('?');
-                } else {
-                    out.push_str(&sql[i..end]);
-                }
+                literal(&mut out, &prev, sql, i..end);
                 prev = Prev::Literal;
                 i = end;
             }
@@ -94,11 +90,7 @@ pub fn fingerprint(sql: &str) -> Option<String> {
                         break;
                     }
                 }
-                if prev.is_operand_position(sql) {
-                    out.push('?');
-                } else {
-                    out.push_str(&sql[i..end]);
-                }
+                literal(&mut out, &prev, sql, i..end);
                 prev = Prev::Literal;
                 i = end;
             }
@@ -147,6 +139,15 @@ pub fn fingerprint(sql: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Write a literal: `?` where it is an operator's operand, else as it is.
+fn literal(out: &mut String, prev: &Prev, sql: &str, range: std::ops::Range<usize>) {
+    if prev.is_operand_position(sql) {
+        out.push('?');
+    } else {
+        out.push_str(&sql[range]);
+    }
 }
 
 /// The token before a literal.

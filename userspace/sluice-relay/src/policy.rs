@@ -29,7 +29,7 @@ use sluice_pgproxy::{
     Rewriter, SessionInfo, SessionPolicy, Statement, Value,
 };
 use sluice_policy::{
-    detect::{Findings, Scanner},
+    detect::Scanner,
     engine::{Action, Engine, SessionRules},
     mask::{MaskFormat, Masker, text_like},
 };
@@ -205,7 +205,6 @@ impl SessionPolicy for RuleSession {
             oids: self.oids.clone().unwrap_or_default(),
             scanner: self.scanner.clone(),
             masker: self.masker.clone(),
-            found: Findings::default(),
             counts: BTreeMap::new(),
             unmasked: self.unmasked,
             max_rows,
@@ -222,8 +221,6 @@ pub struct Masking {
     oids: Oids,
     scanner: Scanner,
     masker: Masker,
-    /// What the detectors found.
-    found: Findings,
     /// Values masked since the end of the last result, by column name
     /// (`error`, `notice`, `notification`, `copy` for messages).
     counts: BTreeMap<String, u64>,
@@ -289,8 +286,7 @@ impl Masking {
             }
             _ => {
                 let name = column.map(|c| c.name.as_str());
-                let (masked, found) = self.scanner.scan(v, name)?;
-                self.found.add(&found);
+                let (masked, _) = self.scanner.scan(v, name)?;
                 self.count(name.unwrap_or("?"));
                 Some(Some(Cow::Owned(masked)))
             }
@@ -312,9 +308,8 @@ impl Masking {
         }
         let mut out: Option<Fields> = None;
         for (i, (code, text)) in fields.iter().enumerate() {
-            let (masked, found) = self.scanner.scan_str(text, None);
+            let (masked, _) = self.scanner.scan_str(text, None);
             if let Cow::Owned(m) = masked {
-                self.found.add(&found);
                 self.count(kind);
                 out.get_or_insert_with(|| fields.to_vec())[i] = (*code, m);
             }
@@ -402,8 +397,7 @@ impl Rewriter for Masking {
             return Rewrite::Keep;
         }
         match self.scanner.scan(data, None) {
-            Some((masked, found)) => {
-                self.found.add(&found);
+            Some((masked, _)) => {
                 self.count("copy");
                 Rewrite::Replace(masked)
             }
@@ -427,8 +421,6 @@ impl Rewriter for Masking {
         if a.is_empty() && b.is_empty() {
             return RewriteOrDrop::Keep;
         }
-        self.found.add(&a);
-        self.found.add(&b);
         self.count("notification");
         RewriteOrDrop::Replace(Notification {
             pid: n.pid,
