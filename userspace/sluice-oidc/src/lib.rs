@@ -1,0 +1,1 @@
+//! OpenID Connect: token verification and the device flow (in progress).
