@@ -333,6 +333,7 @@ fn serve(
                             target: &target,
                             workload: Workload { addr: peer.ip(), uid: None },
                             identity: "in-process",
+                            groups: &[],
                             facts: &Default::default(),
                         };
                         let dial = |addr| async move {

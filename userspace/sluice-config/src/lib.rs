@@ -16,7 +16,10 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub mod identity;
 pub mod secrets;
+
+pub use identity::IdentityRule;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,11 @@ pub struct Config {
     /// Protected database targets.
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// Workload identities: rules that name a flow's workload from its
+    /// facts (`[[identities]]`, first match wins). Without any, workloads
+    /// are named by their facts: `host:<ip>` or `uid:<n>`.
+    #[serde(default)]
+    pub identities: Vec<IdentityRule>,
     /// Statement policy: rules per identity and target (`[policy]`,
     /// `[[policy.rules]]`).
     #[serde(default)]
@@ -459,6 +467,23 @@ impl Config {
                         format!("no target is named {t:?}"),
                     ));
                 }
+            }
+        }
+        for (i, rule) in self.identities.iter().enumerate() {
+            if let Some((key, reason)) = rule.problem() {
+                return Err(invalid(&format!("identities[{i}].{key}"), reason));
+            }
+            if self.identities[..i]
+                .iter()
+                .any(|o| o.name == rule.name && o.groups != rule.groups)
+            {
+                return Err(invalid(
+                    &format!("identities[{i}].groups"),
+                    format!(
+                        "an earlier rule names `{}` with other groups; one identity has one set of groups",
+                        rule.name
+                    ),
+                ));
             }
         }
         for (i, l) in self.policy.row_limits.iter().enumerate() {

@@ -3,12 +3,16 @@
 //! Gateway flows are known by the client address, the interface the flow
 //! arrived on and the source MAC. Local flows (jump host) are known by the
 //! process that called connect(): pid, uid, gid, comm from the kernel, and
-//! cmdline and cgroup path from /proc. Later layers map these facts to a
-//! configured workload identity.
+//! cmdline, executable and cgroup path from /proc. [`Resolver`]
+//! (`resolve.rs`) maps these facts to a configured workload identity.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod resolve;
+
 use std::{fmt, fs, net::SocketAddr};
+
+pub use resolve::{Resolver, Workload};
 
 use sluice_intercept::{ConnectRecord, GatewayRecord};
 
@@ -62,6 +66,9 @@ pub enum Facts {
         cgroup: Option<String>,
         /// Command line, from /proc (None if the process is gone).
         cmdline: Option<String>,
+        /// Executable path, from /proc (None if the process is gone or
+        /// sluice may not read it).
+        exe: Option<String>,
     },
 }
 
@@ -92,8 +99,12 @@ impl Facts {
                 s.lines()
                     .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
             });
+        let exe = fs::read_link(format!("{proc_dir}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         Facts::Local {
             client: ClientAddr(client),
+            exe,
             pid: record.pid,
             uid: record.uid,
             gid: record.gid,
@@ -134,9 +145,11 @@ impl fmt::Display for Facts {
                 cgroup_id,
                 cgroup,
                 cmdline,
+                exe,
             } => write!(
                 f,
-                "local client={client} pid={pid} uid={uid} gid={gid} comm={comm:?} cgroup_id={cgroup_id} cgroup={:?} cmdline={:?}",
+                "local client={client} pid={pid} uid={uid} gid={gid} comm={comm:?} exe={:?} cgroup_id={cgroup_id} cgroup={:?} cmdline={:?}",
+                exe.as_deref().unwrap_or("?"),
                 cgroup.as_deref().unwrap_or("?"),
                 cmdline.as_deref().unwrap_or("?")
             ),
@@ -233,12 +246,16 @@ mod tests {
             cgroup_id: 1,
         };
         let Facts::Local {
-            cmdline, cgroup, ..
+            cmdline,
+            cgroup,
+            exe,
+            ..
         } = Facts::local("127.0.0.1:5000".parse().unwrap(), &rec)
         else {
             panic!("expected local facts")
         };
         assert!(cmdline.is_some_and(|c| !c.is_empty()));
         assert!(cgroup.is_some());
+        assert!(exe.is_some());
     }
 }

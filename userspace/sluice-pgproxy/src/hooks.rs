@@ -52,6 +52,8 @@ pub enum Decision {
 pub struct SessionInfo<'a> {
     /// The workload identity the session is recorded under.
     pub identity: &'a str,
+    /// The identity's groups.
+    pub groups: &'a [String],
     /// The target's name.
     pub target: &'a str,
     /// Database user from the startup message.

@@ -162,6 +162,8 @@ pub struct Route<'a> {
     pub workload: Workload,
     /// The workload identity the session is recorded under.
     pub identity: &'a str,
+    /// The identity's groups.
+    pub groups: &'a [String],
     /// The facts it was derived from, as recorded.
     pub facts: &'a sluice_store::event::Facts,
 }

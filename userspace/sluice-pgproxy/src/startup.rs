@@ -145,6 +145,7 @@ fn start_event(route: &Route<'_>, summary: &Summary) -> SessionStart {
     SessionStart {
         protocol: "postgres".into(),
         identity: route.identity.to_owned(),
+        groups: route.groups.to_vec(),
         facts: route.facts.clone(),
         original: route.original.to_string(),
         target: route.target.name.clone(),
@@ -391,6 +392,7 @@ where
             // ReadyForQuery meanwhile).
             let mut policy = config.policy.session(&crate::SessionInfo {
                 identity: route.identity,
+                groups: route.groups,
                 target: &route.target.name,
                 user: summary.user.as_deref().unwrap_or(""),
                 database: summary.database.as_deref().unwrap_or(""),

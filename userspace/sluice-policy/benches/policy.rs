@@ -46,7 +46,7 @@ fn engine() -> Arc<Engine> {
 }
 
 fn decide(c: &mut Criterion) {
-    let session = engine().session("host:10.0.0.2", "pg");
+    let session = engine().session("host:10.0.0.2", &[], "pg");
     for (i, sql) in STATEMENTS.iter().enumerate() {
         session.decide(sql);
         c.bench_function(&format!("decide_cached/{i}"), |b| {
@@ -67,7 +67,7 @@ fn decide(c: &mut Criterion) {
         c.bench_function(&format!("decide_cold/{i}"), |b| {
             // A fresh engine per batch: every decision parses.
             b.iter_batched(
-                || engine().session("host:10.0.0.2", "pg"),
+                || engine().session("host:10.0.0.2", &[], "pg"),
                 |s| black_box(s.decide(black_box(sql))),
                 criterion::BatchSize::SmallInput,
             )

@@ -126,8 +126,9 @@ pub struct RuleConfig {
     pub name: String,
     /// What it does.
     pub action: Option<Action>,
-    /// Identities it applies to (globs with `*`: `host:10.0.1.*`,
-    /// `uid:1000`); empty: everyone.
+    /// Identities it applies to: names (globs with `*`: `ci-*`,
+    /// `host:10.0.1.*`, `uid:1000`) or `group:<name>`; empty: every
+    /// identity but `unknown`.
     pub identities: Vec<String>,
     /// Targets it applies to; empty: all.
     pub targets: Vec<String>,
@@ -605,13 +606,18 @@ impl Engine {
     }
 
     /// The rules that apply to one session.
-    pub fn session(self: &Arc<Engine>, identity: &str, target: &str) -> SessionRules {
+    /// `groups` are the identity's groups (`[[identities]]`).
+    pub fn session(
+        self: &Arc<Engine>,
+        identity: &str,
+        groups: &[String],
+        target: &str,
+    ) -> SessionRules {
         let rules = self
             .rules
             .iter()
             .filter(|r| {
-                (r.config.identities.is_empty()
-                    || r.config.identities.iter().any(|p| glob(p, identity)))
+                applies_to(&r.config.identities, identity, groups)
                     && (r.config.targets.is_empty() || r.config.targets.iter().any(|t| t == target))
             })
             .cloned()
@@ -620,7 +626,7 @@ impl Engine {
             .row_limits
             .iter()
             .filter(|l| {
-                (l.identities.is_empty() || l.identities.iter().any(|p| glob(p, identity)))
+                applies_to(&l.identities, identity, groups)
                     && (l.targets.is_empty() || l.targets.iter().any(|t| t == target))
             })
             .map(|l| l.max_rows)
@@ -629,11 +635,37 @@ impl Engine {
             engine: Arc::clone(self),
             rules,
             target: target.to_string(),
-            unmasked: self.masking.unmasked.iter().any(|p| glob(p, identity)),
+            unmasked: !self.masking.unmasked.is_empty()
+                && applies_to(&self.masking.unmasked, identity, groups),
             max_rows,
+            // An unidentified workload gets nothing by default, whatever
+            // the configured default.
+            default: if identity == UNKNOWN_IDENTITY {
+                Action::Deny
+            } else {
+                self.default
+            },
         }
     }
 }
+
+/// Does an `identities` list name this identity? Empty: everyone, except
+/// `unknown` (a workload no `[[identities]]` rule matched), which only
+/// lists naming it exactly apply to. Entries are globs over the name, or
+/// `group:<name>` for members of a group.
+pub fn applies_to(patterns: &[String], identity: &str, groups: &[String]) -> bool {
+    if identity == UNKNOWN_IDENTITY {
+        return patterns.iter().any(|p| p == UNKNOWN_IDENTITY);
+    }
+    patterns.is_empty()
+        || patterns.iter().any(|p| match p.strip_prefix("group:") {
+            Some(g) => groups.iter().any(|x| x == g),
+            None => glob(p, identity),
+        })
+}
+
+/// The identity of a workload no `[[identities]]` rule matched.
+pub const UNKNOWN_IDENTITY: &str = "unknown";
 
 /// The policy as one session sees it.
 pub struct SessionRules {
@@ -642,6 +674,7 @@ pub struct SessionRules {
     target: String,
     unmasked: bool,
     max_rows: Option<u64>,
+    default: Action,
 }
 
 impl std::fmt::Debug for SessionRules {
@@ -890,12 +923,12 @@ impl SessionRules {
                     .unwrap_or_else(|| format!("{} {}", f.kind, past(r.action))),
             ),
             None => Verdict::new(
-                e.default,
+                self.default,
                 "policy.default",
                 format!(
                     "no rule allows {} here (default {})",
                     f.kind,
-                    e.default.as_str()
+                    self.default.as_str()
                 ),
             ),
         };
@@ -1226,17 +1259,56 @@ format = "redact"
             ),
         ];
         for (identity, sql, action, rule) in cases {
-            let v = e.session(identity, "pg").decide(sql);
+            let v = e.session(identity, &[], "pg").decide(sql);
             assert_eq!(v.action.as_str(), action, "{identity} {sql}: {v:?}");
             assert!(v.rule.starts_with(rule), "{identity} {sql}: {v:?}");
         }
+    }
+
+    #[test]
+    fn groups_and_unknown_identities() {
+        let policy: PolicyConfig = toml::from_str(
+            r#"
+default = "allow"
+[[rules]]
+name = "readers"
+action = "deny"
+identities = ["group:no-writes"]
+classes = ["write"]
+[[rules]]
+name = "let unknown read"
+action = "allow"
+identities = ["unknown"]
+classes = ["read"]
+"#,
+        )
+        .unwrap();
+        let e = Arc::new(Engine::new(&policy, &MaskingConfig::default()).unwrap());
+        let g = vec!["no-writes".to_string()];
+        let w = "insert into t values (1)";
+        assert_eq!(e.session("agent", &g, "pg").decide(w).action, Action::Deny);
+        assert_eq!(
+            e.session("agent", &[], "pg").decide(w).action,
+            Action::Allow
+        );
+        // unknown: only rules naming it apply, and its default is deny.
+        let u = e.session("unknown", &g, "pg");
+        assert_eq!(u.decide("select 1").action, Action::Allow);
+        let v = u.decide(w);
+        assert_eq!(
+            (v.action, v.rule.as_str()),
+            (Action::Deny, "policy.default")
+        );
+        assert!(!applies_to(&["*".into()], "unknown", &[]));
+        assert!(applies_to(&[], "x", &[]));
+        assert!(!applies_to(&[], "unknown", &[]));
     }
 
     /// One line per case: SQL → masks of the allowed statement.
     #[test]
     fn masks_table() {
         let e = engine("");
-        let s = e.session("host:10.0.1.5", "pg");
+        let s = e.session("host:10.0.1.5", &[], "pg");
         let cases = [
             ("select pan from cards limit 1", "pan:pci"),
             (
@@ -1278,7 +1350,7 @@ format = "redact"
             assert_eq!(got.join(","), want, "{sql}");
         }
         // The unmasked identity gets no masks.
-        let dba = e.session("uid:0", "pg");
+        let dba = e.session("uid:0", &[], "pg");
         assert!(dba.decide("select pan from cards").masks.is_empty());
     }
 
@@ -1286,14 +1358,14 @@ format = "redact"
     fn laundering_can_deny_or_hold() {
         let e = engine("laundering = \"deny\"");
         let v = e
-            .session("host:10.0.1.5", "pg")
+            .session("host:10.0.1.5", &[], "pg")
             .decide("select encode(pan::bytea, 'hex') from cards limit 1");
         assert_eq!(
             (v.action, v.rule.as_str()),
             (Action::Deny, "masking.laundering")
         );
         let e = engine("laundering = \"approve\"\nprobing = \"allow\"");
-        let s = e.session("host:10.0.1.5", "pg");
+        let s = e.session("host:10.0.1.5", &[], "pg");
         assert_eq!(
             s.decide("select substr(pan, 1, 8) from cards limit 1")
                 .action,
@@ -1318,26 +1390,26 @@ format = "redact"
         .unwrap();
         let e = Arc::new(Engine::new(&p, &m).unwrap());
         assert_eq!(
-            e.session("x", "billing")
+            e.session("x", &[], "billing")
                 .decide("insert into t values (1)")
                 .action,
             Action::Deny
         );
         assert_eq!(
-            e.session("x", "other")
+            e.session("x", &[], "other")
                 .decide("insert into t values (1)")
                 .action,
             Action::Allow
         );
         assert_eq!(
-            e.session("x", "billing")
+            e.session("x", &[], "billing")
                 .decide("select c from t")
                 .masks
                 .len(),
             1
         );
         assert!(
-            e.session("x", "other")
+            e.session("x", &[], "other")
                 .decide("select c from t")
                 .masks
                 .is_empty()

@@ -58,6 +58,8 @@ pub struct RelaySettings {
     pub connect_timeout: Duration,
     /// Connections handled at once.
     pub max_connections: u32,
+    /// `[[identities]]`: facts → workload identity.
+    pub identities: sluice_identity::Resolver,
 }
 
 /// Shared state of every accept loop.

@@ -67,7 +67,7 @@ impl RulePolicy {
 
 impl Policy for RulePolicy {
     fn session(&self, info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
-        let rules = self.engine.session(info.identity, info.target);
+        let rules = self.engine.session(info.identity, info.groups, info.target);
         let key = (info.target.to_string(), info.database.to_string());
         let cached = self
             .catalog
@@ -461,6 +461,7 @@ mod tests {
     fn info() -> SessionInfo<'static> {
         SessionInfo {
             identity: "host:10.0.0.2",
+            groups: &[],
             target: "pg",
             user: "agent",
             database: "postgres",

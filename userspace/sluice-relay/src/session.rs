@@ -66,12 +66,15 @@ async fn relay_one(
                 Facts::Remote { .. } => None,
             },
         };
-        let (identity, recorded) = recorded_facts(&facts);
+        let who = relay.settings.identities.resolve(&facts);
+        tracing::info!(identity = %who.name, matched_by = %who.matched_by, "workload identified");
+        let recorded = recorded_facts(&facts);
         let route = sluice_pgproxy::Route {
             original: dst.0,
             target,
             workload,
-            identity: &identity,
+            identity: &who.name,
+            groups: &who.groups,
             facts: &recorded,
         };
         let dial_to = |addr: SocketAddr| async move {
@@ -118,24 +121,19 @@ async fn relay_one(
     Ok((facts, dst, up, down))
 }
 
-/// The identity a session is recorded under, and its facts as recorded.
-/// Until identity rules exist, a workload is named by what is known for
-/// certain: `uid:<n>` for a local process, `host:<ip>` for an agent host.
-fn recorded_facts(facts: &Facts) -> (String, sluice_store::event::Facts) {
+/// A flow's facts as recorded (cardholder data masked in command lines).
+fn recorded_facts(facts: &Facts) -> sluice_store::event::Facts {
     match facts {
         Facts::Remote {
             client,
             interface,
             mac,
-        } => (
-            format!("host:{}", client.0.ip()),
-            sluice_store::event::Facts {
-                client: client.0.to_string(),
-                interface: interface.clone(),
-                mac: mac.clone(),
-                ..Default::default()
-            },
-        ),
+        } => sluice_store::event::Facts {
+            client: client.0.to_string(),
+            interface: interface.clone(),
+            mac: mac.clone(),
+            ..Default::default()
+        },
         Facts::Local {
             client,
             pid,
@@ -145,22 +143,21 @@ fn recorded_facts(facts: &Facts) -> (String, sluice_store::event::Facts) {
             cgroup_id,
             cgroup,
             cmdline,
-        } => (
-            format!("uid:{uid}"),
-            sluice_store::event::Facts {
-                client: client.0.to_string(),
-                pid: Some(*pid),
-                uid: Some(*uid),
-                gid: Some(*gid),
-                comm: Some(comm.clone()),
-                cgroup_id: Some(*cgroup_id),
-                cgroup: cgroup.clone(),
-                cmdline: cmdline
-                    .as_deref()
-                    .map(|c| sluice_store::redact::mask_pans(c).into_owned()),
-                ..Default::default()
-            },
-        ),
+            exe,
+        } => sluice_store::event::Facts {
+            client: client.0.to_string(),
+            pid: Some(*pid),
+            uid: Some(*uid),
+            gid: Some(*gid),
+            comm: Some(comm.clone()),
+            exe: exe.clone(),
+            cgroup_id: Some(*cgroup_id),
+            cgroup: cgroup.clone(),
+            cmdline: cmdline
+                .as_deref()
+                .map(|c| sluice_store::redact::mask_pans(c).into_owned()),
+            ..Default::default()
+        },
     }
 }
 

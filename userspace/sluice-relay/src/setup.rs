@@ -136,6 +136,7 @@ impl RelaySettings {
             upstream_mark: config.proxy.upstream_mark,
             connect_timeout: config.proxy.connect_timeout(),
             max_connections: config.proxy.max_connections,
+            identities: sluice_identity::Resolver::new(&config.identities),
         })
     }
 }

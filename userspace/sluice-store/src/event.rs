@@ -30,6 +30,9 @@ pub struct SessionStart {
     pub protocol: String,
     /// The workload identity the session is attributed to.
     pub identity: String,
+    /// The identity's groups (`[[identities]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// The facts the identity was derived from.
     pub facts: Facts,
     /// The address the client dialled (`ip:port`).
@@ -79,6 +82,9 @@ pub struct Facts {
     /// Kernel command name (jump host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
+    /// Executable path (jump host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
     /// Cgroup v2 id (jump host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<u64>,

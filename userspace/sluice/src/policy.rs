@@ -87,10 +87,22 @@ fn check(
         sql.to_string()
     };
     let engine = Arc::new(Engine::new(&config.policy, &config.masking)?);
-    let session = engine.session(identity, &target);
+    // An identity named by `[[identities]]` has that rule's groups.
+    let groups = config
+        .identities
+        .iter()
+        .find(|r| r.name == identity)
+        .map(|r| r.groups.clone())
+        .unwrap_or_default();
+    let session = engine.session(identity, &groups, &target);
     let (verdict, statements) = session.explain(&sql);
     println!(
-        "identity {identity}, target {target}{}",
+        "identity {identity}{}, target {target}{}",
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!(" (groups {})", groups.join(", "))
+        },
         if session.unmasked() {
             " (sees sensitive columns unmasked)"
         } else {
