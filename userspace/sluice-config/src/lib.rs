@@ -85,7 +85,12 @@ pub struct Config {
     /// The session store: where every session is recorded.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Just-in-time approvals of statements that rules mark `approve`.
+    /// Absent: such statements are refused, saying approvals are off.
+    pub approvals: Option<ApprovalsConfig>,
 }
+
+pub use sluice_approvals::ApprovalsConfig;
 
 /// The session store (RocksDB): durable, hash-chained, signed audit
 /// evidence of every session.
@@ -468,6 +473,11 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(a) = &self.approvals
+            && let Some((key, reason)) = a.problem()
+        {
+            return Err(invalid(&format!("approvals.{key}"), reason));
         }
         for (i, rule) in self.identities.iter().enumerate() {
             if let Some((key, reason)) = rule.problem() {

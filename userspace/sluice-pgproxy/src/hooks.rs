@@ -36,7 +36,7 @@ pub struct Statement<'a> {
 }
 
 /// What the policy decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Decision {
     /// Let it through.
     Allow,
@@ -45,6 +45,50 @@ pub enum Decision {
         /// Which rule refused it.
         rule: String,
     },
+    /// Hold it until someone decides: the session sends what came before
+    /// it, then waits (the client simply waits for its answer) until
+    /// [`Hold::wait`] resolves, and lets it through or refuses it then.
+    Hold(Hold),
+}
+
+impl Decision {
+    /// Is it [`Decision::Allow`]?
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+}
+
+/// A statement waiting for a decision made elsewhere (an approver).
+pub struct Hold {
+    /// The approval request's id, recorded with the statement.
+    pub id: String,
+    /// The rule that asked for the hold, and why.
+    pub rule: String,
+    /// Resolves to the decision. Dropped unresolved when the session ends
+    /// first (the client left, the database closed).
+    pub wait: std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("id", &self.id)
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a held statement was settled, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Let it through?
+    pub allow: bool,
+    /// `approved`, `granted`, `denied`, `expired`, `refused`.
+    pub outcome: &'static str,
+    /// Who decided (approvers), if anyone.
+    pub by: Vec<String>,
+    /// For a refusal: the client's error detail; for a grant: its id.
+    pub reason: String,
 }
 
 /// Who a session is, for policies that decide per identity and target.

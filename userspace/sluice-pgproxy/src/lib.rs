@@ -32,8 +32,8 @@ use std::{
 
 pub use cancel::CancelRegistry;
 pub use hooks::{
-    Column, CopyFormat, Decision, Fields, Format, Notification, PatternPolicy, Policy, Rewrite,
-    RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Statement, Value,
+    Column, CopyFormat, Decision, Fields, Format, Hold, Notification, PatternPolicy, Policy,
+    Rewrite, RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Settled, Statement, Value,
 };
 pub use inject::token_hash;
 use sluice_config::secrets::Secrets;

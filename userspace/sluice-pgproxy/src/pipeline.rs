@@ -56,7 +56,7 @@ use tokio::{
 use sluice_store::SessionLog;
 
 use crate::{
-    Decision, PgError, SessionConfig, SessionPolicy, Statement, Summary,
+    Decision, PgError, SessionConfig, SessionPolicy, Settled, Statement, Summary,
     hooks::{Notification, Rewrite, RewriteOrDrop, Rewriter, Value},
     io::{Conn, ReadHalf, WriteHalf},
     record::{self, Exec, Execs, Observer},
@@ -245,8 +245,25 @@ impl Frontend<'_> {
                     Err(source) => return Err(self.fatal(&mut uw, &out, source).await),
                 };
                 let terminate = frame.tag == b'X';
-                if let Err(source) = self.handle(frame, &mut out) {
-                    return Err(self.fatal(&mut uw, &out, source).await);
+                let held = match self.handle(frame, &mut out) {
+                    Ok(held) => held,
+                    Err(source) => return Err(self.fatal(&mut uw, &out, source).await),
+                };
+                if let Some(held) = held {
+                    // What came before it leaves now; only this statement
+                    // (and what follows it) waits.
+                    if !out.is_empty() {
+                        self.forward(&mut uw, &out).await?;
+                        out.clear();
+                    }
+                    let started = std::time::Instant::now();
+                    let Some(settled) = self.wait(held.wait, &mut cr, &mut buf).await? else {
+                        self.shared
+                            .ended_by("client disconnected while a statement awaited approval");
+                        let _ = uw.shutdown().await;
+                        return Ok(());
+                    };
+                    self.settle(held.held, settled, started.elapsed(), &mut out);
                 }
                 if terminate {
                     self.shared.terminated.store(true, Ordering::Release);
@@ -345,12 +362,13 @@ impl Frontend<'_> {
         }
     }
 
-    /// Decide and forward one client message into `out`.
+    /// Decide and forward one client message into `out`; a held
+    /// statement is returned instead, to be settled once decided.
     fn handle(
         &mut self,
         frame: Frame,
         out: &mut BytesMut,
-    ) -> Result<(), sluice_pgwire::CodecError> {
+    ) -> Result<Option<HeldHold>, sluice_pgwire::CodecError> {
         let undecided = match frame.tag {
             b'Q' | b'F' => false,
             // The database discards these until Sync in a refused batch;
@@ -371,24 +389,15 @@ impl Frontend<'_> {
                 self.track_execution(&frame)?;
             }
             put_frame(out, &frame);
-            return Ok(());
+            return Ok(None);
         }
         let msg = FrontendMessage::decode(frame.clone())?;
-        let decision = match &msg {
-            FrontendMessage::Query(text) => {
-                let (d, seq) = self.decide(text, &[], &[], "simple", "simple");
-                self.executes(seq, true);
-                d
-            }
-            FrontendMessage::Parse { name, query, .. } => {
-                let (d, _) = self.decide(query, &[], &[], "extended", "parse");
-                if d == Decision::Allow {
-                    self.statements.insert(name.clone(), query.clone());
-                }
-                d
+        let (decision, seq) = match &msg {
+            FrontendMessage::Query(text) => self.decide(text, &[], &[], "simple", "simple"),
+            FrontendMessage::Parse { query, .. } => {
+                self.decide(query, &[], &[], "extended", "parse")
             }
             FrontendMessage::Bind {
-                portal,
                 statement,
                 param_formats,
                 params,
@@ -397,45 +406,77 @@ impl Frontend<'_> {
                 // A statement prepared on another path has no text here:
                 // decide on what is known (an empty text).
                 let text = self.statements.get(statement).cloned().unwrap_or_default();
-                let (d, seq) = self.decide(&text, params, param_formats, "extended", "bind");
-                if self.log.is_some() {
-                    self.portals.insert(portal.clone(), seq);
-                }
-                d
+                self.decide(&text, params, param_formats, "extended", "bind")
             }
             FrontendMessage::FunctionCall {
                 oid,
                 args,
                 arg_formats,
                 ..
-            } => {
-                let (d, seq) = self.decide(
-                    &format!("-- fast-path function call, oid {oid}"),
-                    args,
-                    arg_formats,
-                    "function-call",
-                    "function_call",
-                );
-                self.executes(seq, true);
-                d
-            }
+            } => self.decide(
+                &format!("-- fast-path function call, oid {oid}"),
+                args,
+                arg_formats,
+                "function-call",
+                "function_call",
+            ),
             FrontendMessage::Close {
                 target: Target::Statement,
                 name,
             } => {
                 self.statements.remove(name);
-                Decision::Allow
+                (Decision::Allow, None)
             }
-            _ => Decision::Allow,
+            _ => (Decision::Allow, None),
         };
-        match decision {
-            Decision::Allow => {
+        let verdict = match decision {
+            Decision::Allow => Ok(()),
+            Decision::Deny { rule } => Err(rule),
+            Decision::Hold(hold) => {
+                return Ok(Some(HeldHold {
+                    held: Held {
+                        frame,
+                        msg,
+                        seq,
+                        id: hold.id,
+                    },
+                    wait: hold.wait,
+                }));
+            }
+        };
+        self.apply(frame, msg, seq, verdict, out);
+        Ok(None)
+    }
+
+    /// Forward a decided message into `out`, or its poison if refused.
+    fn apply(
+        &mut self,
+        frame: Frame,
+        msg: FrontendMessage,
+        seq: Option<u32>,
+        verdict: Result<(), String>,
+        out: &mut BytesMut,
+    ) {
+        match &msg {
+            FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } => {
+                self.executes(seq, true)
+            }
+            FrontendMessage::Parse { name, query, .. } if verdict.is_ok() => {
+                self.statements.insert(name.clone(), query.clone());
+            }
+            FrontendMessage::Bind { portal, .. } if self.log.is_some() => {
+                self.portals.insert(portal.clone(), seq);
+            }
+            _ => {}
+        }
+        match verdict {
+            Ok(()) => {
                 put_frame(out, &frame);
                 if self.track {
                     self.track(&msg);
                 }
             }
-            Decision::Deny { rule } => {
+            Err(rule) => {
                 let marker = self.refusal(rule);
                 let poison = match msg {
                     FrontendMessage::Query(_) | FrontendMessage::FunctionCall { .. } => {
@@ -457,7 +498,62 @@ impl Frontend<'_> {
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Wait for a held statement's decision. Meanwhile the client may
+    /// send more (it is buffered, up to a bound, and handled after); a
+    /// client that goes away ends the wait (None), which withdraws the
+    /// request.
+    async fn wait(
+        &mut self,
+        mut wait: std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
+        cr: &mut ReadHalf,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Settled>, PgError> {
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            tokio::select! {
+                settled = &mut wait => return Ok(Some(settled)),
+                read = cr.read_buf(buf), if buf.len() < HOLD_BUFFER => match read {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => {}
+                    Err(source) => return Err(PgError::Io { leg: "client", source }),
+                },
+            }
+        }
+    }
+
+    /// A held statement was decided: count and record how, then forward
+    /// it or its refusal.
+    fn settle(
+        &mut self,
+        held: Held,
+        settled: Settled,
+        waited: std::time::Duration,
+        out: &mut BytesMut,
+    ) {
+        tracing::info!(
+            event = "statement_settled",
+            approval = %held.id,
+            outcome = settled.outcome,
+            by = %settled.by.join(","),
+            waited_ms = waited.as_millis() as u64,
+            "held statement settled"
+        );
+        if let Some(log) = self.log {
+            self.unsynced = true;
+            log.record(&record::approval(held.seq, &held.id, &settled, waited));
+        }
+        let verdict = if settled.allow {
+            self.counts.allowed += 1;
+            Ok(())
+        } else {
+            self.counts.denied += 1;
+            Err(settled.reason.clone())
+        };
+        self.apply(held.frame, held.msg, held.seq, verdict, out);
     }
 
     /// Queue the request a message sent to the database makes.
@@ -527,6 +623,10 @@ impl Frontend<'_> {
             Decision::Deny { rule } => {
                 self.counts.denied += 1;
                 tracing::info!(event = "statement_denied", rule = %rule, protocol, statement = %truncate(text, 200), "statement refused");
+            }
+            // Counted when settled.
+            Decision::Hold(h) => {
+                tracing::info!(event = "statement_held", approval = %h.id, rule = %h.rule, protocol, statement = %truncate(text, 200), "statement held for approval");
             }
         }
         let seq = self.log.map(|log| {
@@ -601,6 +701,25 @@ impl Frontend<'_> {
         refusals.insert(marker.clone(), error);
         marker
     }
+}
+
+/// Most bytes read from a client while one of its statements is held.
+const HOLD_BUFFER: usize = 1024 * 1024;
+
+/// A held message, to be forwarded or refused once decided.
+struct Held {
+    frame: Frame,
+    msg: FrontendMessage,
+    /// Its statement event.
+    seq: Option<u32>,
+    /// The approval request's id.
+    id: String,
+}
+
+/// A held message and the decision it waits for.
+struct HeldHold {
+    held: Held,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
 }
 
 /// What the database → client loop does with one complete frame.

@@ -63,9 +63,10 @@ pub(crate) fn statement(
     formats: &[i16],
     decision: &crate::Decision,
 ) -> Event {
-    let (decision, rule) = match decision {
-        crate::Decision::Allow => ("allow", None),
-        crate::Decision::Deny { rule } => ("deny", Some(rule.clone())),
+    let (decision, rule, approval) = match decision {
+        crate::Decision::Allow => ("allow", None, None),
+        crate::Decision::Deny { rule } => ("deny", Some(rule.clone()), None),
+        crate::Decision::Hold(h) => ("approve", Some(h.rule.clone()), Some(h.id.clone())),
     };
     Event::Statement(StatementEvent {
         protocol: protocol.into(),
@@ -77,7 +78,24 @@ pub(crate) fn statement(
             .collect(),
         decision: decision.into(),
         rule,
-        approval: None,
+        approval,
+    })
+}
+
+/// How a held statement was settled.
+pub(crate) fn approval(
+    statement: Option<u32>,
+    id: &str,
+    settled: &crate::Settled,
+    waited: std::time::Duration,
+) -> Event {
+    Event::Approval(sluice_store::event::ApprovalEvent {
+        statement,
+        id: id.into(),
+        outcome: settled.outcome.into(),
+        by: settled.by.clone(),
+        reason: (!settled.reason.is_empty()).then(|| mask_pans(&settled.reason).into_owned()),
+        waited_ms: waited.as_millis() as u64,
     })
 }
 

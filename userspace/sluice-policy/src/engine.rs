@@ -260,9 +260,12 @@ pub struct Verdict {
     pub rule: String,
     /// Why, in words, for the client and the record.
     pub reason: String,
-    /// Output labels to mask and how (allowed statements only; for a
-    /// string, the union of its statements').
+    /// Output labels to mask and how (statements allowed or held for
+    /// approval; for a string, the union of its statements').
     pub masks: Vec<(String, MaskFormat)>,
+    /// The classes of the string's statements (what time-window grants
+    /// cover), in order of first appearance.
+    pub classes: Vec<Class>,
 }
 
 impl Verdict {
@@ -272,6 +275,7 @@ impl Verdict {
             rule: rule.into(),
             reason: reason.into(),
             masks: Vec::new(),
+            classes: Vec::new(),
         }
     }
 }
@@ -780,8 +784,13 @@ impl SessionRules {
         }
         let mut v = overall
             .unwrap_or_else(|| Verdict::new(Action::Allow, "policy.empty", "empty statement"));
-        if v.action == Action::Allow {
+        if v.action != Action::Deny {
             v.masks = masks.into_iter().collect();
+        }
+        for f in statements {
+            if !v.classes.contains(&f.class) {
+                v.classes.push(f.class);
+            }
         }
         (v, explained)
     }
@@ -933,7 +942,8 @@ impl SessionRules {
             ),
         };
         let mut v = v;
-        if v.action == Action::Allow {
+        // A held statement that is approved is masked like an allowed one.
+        if v.action != Action::Deny {
             let mut own = BTreeMap::new();
             for (label, format) in local {
                 for m in [&mut *masks, &mut own] {

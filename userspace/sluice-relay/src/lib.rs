@@ -60,6 +60,9 @@ pub struct RelaySettings {
     pub max_connections: u32,
     /// `[[identities]]`: facts → workload identity.
     pub identities: sluice_identity::Resolver,
+    /// Held statements and grants (`[approvals]`), shared with the admin
+    /// API.
+    pub approvals: Option<Arc<sluice_approvals::Broker>>,
 }
 
 /// Shared state of every accept loop.

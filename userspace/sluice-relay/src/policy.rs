@@ -2,9 +2,11 @@
 //! PostgreSQL session hooks.
 //!
 //! [`RulePolicy`] gives each session the rules that apply to its identity
-//! and target. Its decisions become the engine's: allow, or refuse with the
-//! rule and reason in the client's error (a statement that needs approval
-//! is refused until approvals exist, saying so). Each allowed statement's
+//! and target. Its decisions become the engine's: allow, refuse with the
+//! rule and reason in the client's error, or — for a statement that needs
+//! approval — hold it: the request goes to the approvals [`Broker`] and the
+//! session waits for its verdict (a grant in force lets it through at
+//! once). Without `[approvals]` such statements are refused, saying so. Each allowed statement's
 //! masking plan — output labels and formats — is added to the session's
 //! [`Masking`] rewriter before the statement leaves, so its rows are masked
 //! when they come back.
@@ -24,10 +26,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sluice_approvals::{Broker, NewRequest, Verdict};
 use sluice_pgproxy::{
     Column, CopyFormat, Decision, Fields, Format, Notification, Policy, Rewrite, RewriteOrDrop,
     Rewriter, SessionInfo, SessionPolicy, Statement, Value,
 };
+use sluice_pgproxy::{Hold, Settled};
 use sluice_policy::{
     detect::Scanner,
     engine::{Action, Engine, SessionRules},
@@ -50,17 +54,24 @@ pub struct RulePolicy {
     scanner: Scanner,
     masker: Masker,
     catalog: Catalog,
+    approvals: Option<Arc<Broker>>,
 }
 
 impl RulePolicy {
-    /// Wrap a compiled engine; `token_key` for token masking.
-    pub fn new(engine: Engine, token_key: Option<&[u8]>) -> RulePolicy {
+    /// Wrap a compiled engine; `token_key` for token masking; `approvals`
+    /// holds statements that need approval (None: they are refused).
+    pub fn new(
+        engine: Engine,
+        token_key: Option<&[u8]>,
+        approvals: Option<Arc<Broker>>,
+    ) -> RulePolicy {
         let scanner = Scanner::new(&engine.masking().detectors);
         RulePolicy {
             engine: Arc::new(engine),
             scanner,
             masker: Masker::new(token_key),
             catalog: Arc::default(),
+            approvals,
         }
     }
 }
@@ -86,6 +97,15 @@ impl Policy for RulePolicy {
             catalog: Arc::clone(&self.catalog),
             key,
             oids: cached,
+            approvals: self.approvals.clone(),
+            who: NewRequest {
+                identity: info.identity.into(),
+                groups: info.groups.to_vec(),
+                target: info.target.into(),
+                user: info.user.into(),
+                database: info.database.into(),
+                ..Default::default()
+            },
         })
     }
 }
@@ -105,6 +125,68 @@ struct RuleSession {
     key: (String, String),
     /// This database's sensitive columns by OID, once known.
     oids: Option<Oids>,
+    approvals: Option<Arc<Broker>>,
+    /// Who the session is, for approval requests.
+    who: NewRequest,
+}
+
+impl RuleSession {
+    /// Submit a statement for approval and hold it until decided.
+    fn hold(
+        &self,
+        broker: &Arc<Broker>,
+        statement: &Statement<'_>,
+        v: sluice_policy::engine::Verdict,
+    ) -> Decision {
+        let rule = format!("{}: {}", v.rule, v.reason);
+        let mut text = statement.text.to_string();
+        if !statement.params.is_empty() {
+            text.push_str(&format!("  -- with {} parameters", statement.params.len()));
+        }
+        let ticket = broker.submit(NewRequest {
+            statement: sluice_store::redact::mask_pans(&text).into_owned(),
+            classes: v.classes.iter().map(|c| c.as_str().to_string()).collect(),
+            rule: v.rule.clone(),
+            reason: v.reason.clone(),
+            ..self.who.clone()
+        });
+        let id = ticket.id().unwrap_or("none").to_string();
+        let timeout = broker.config().timeout_secs;
+        let wait = async move {
+            let verdict = ticket.wait().await;
+            settled(verdict, &rule, timeout)
+        };
+        Decision::Hold(Hold {
+            id,
+            rule: format!("{}: {}", v.rule, v.reason),
+            wait: Box::pin(wait),
+        })
+    }
+}
+
+/// A broker verdict as the session engine records and answers it.
+fn settled(verdict: Verdict, rule: &str, timeout: u64) -> Settled {
+    let allow = verdict.allows();
+    let outcome = verdict.as_str();
+    let (by, reason) = match verdict {
+        Verdict::Approved { by } => (by, String::new()),
+        Verdict::Granted { grant } => (Vec::new(), format!("time-window grant {grant}")),
+        Verdict::Denied { by, reason } => (
+            vec![by.clone()],
+            format!("{rule} — approval denied by {by}: {reason}"),
+        ),
+        Verdict::Expired => (
+            Vec::new(),
+            format!("{rule} — no approver decided within {timeout} s; the statement was not run"),
+        ),
+        Verdict::Refused { reason } => (Vec::new(), format!("{rule} — not held: {reason}")),
+    };
+    Settled {
+        allow,
+        outcome,
+        by,
+        reason,
+    }
 }
 
 /// The catalog query for the sensitive tables' columns.
@@ -134,25 +216,28 @@ impl SessionPolicy for RuleSession {
             };
         }
         let v = self.rules.decide(statement.text);
-        match v.action {
-            Action::Allow => {
-                if !v.masks.is_empty() {
-                    let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-                    for (label, format) in v.masks {
-                        let f = labels.entry(label).or_insert(format);
-                        *f = f.strongest(format);
-                    }
-                }
-                Decision::Allow
+        if v.action != Action::Deny && !v.masks.is_empty() {
+            // A held statement's masks apply from now on: if it is
+            // approved its rows are masked; if not, masking more is safe.
+            let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+            for (label, format) in &v.masks {
+                let f = labels.entry(label.clone()).or_insert(*format);
+                *f = f.strongest(*format);
             }
+        }
+        match v.action {
+            Action::Allow => Decision::Allow,
             Action::Deny => Decision::Deny {
                 rule: format!("{}: {}", v.rule, v.reason),
             },
-            Action::Approve => Decision::Deny {
-                rule: format!(
-                    "{}: {} — this statement needs approval, and approvals are not enabled on this proxy",
-                    v.rule, v.reason
-                ),
+            Action::Approve => match &self.approvals {
+                Some(broker) => self.hold(broker, statement, v),
+                None => Decision::Deny {
+                    rule: format!(
+                        "{}: {} — this statement needs approval, and approvals are not enabled on this proxy",
+                        v.rule, v.reason
+                    ),
+                },
             },
         }
     }
@@ -455,7 +540,7 @@ mod tests {
             "[[columns]]\nschema = \"public\"\ntable = \"cards\"\ncolumn = \"holder\"\nformat = \"redact\"",
         )
         .unwrap();
-        RulePolicy::new(Engine::new(&p, &m).unwrap(), None)
+        RulePolicy::new(Engine::new(&p, &m).unwrap(), None, None)
     }
 
     fn info() -> SessionInfo<'static> {
@@ -552,7 +637,7 @@ mod tests {
         let p: PolicyConfig =
             toml::from_str("default = \"allow\"\n[[row_limits]]\nmax_rows = 2").unwrap();
         let m: MaskingConfig = toml::from_str("unmasked = [\"uid:0\"]").unwrap();
-        let policy = RulePolicy::new(Engine::new(&p, &m).unwrap(), None);
+        let policy = RulePolicy::new(Engine::new(&p, &m).unwrap(), None, None);
         for identity in ["host:10.0.0.2", "uid:0"] {
             let mut s = policy.session(&SessionInfo { identity, ..info() });
             let mut r = s.rewriter().expect("a rewriter enforces the limit");

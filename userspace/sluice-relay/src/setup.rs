@@ -70,7 +70,12 @@ impl RelaySettings {
             .as_ref()
             .map(|path| token_key(path))
             .transpose()?;
-        let policy = crate::policy::RulePolicy::new(engine, token_key.as_deref());
+        let approvals = config
+            .approvals
+            .as_ref()
+            .map(|a| sluice_approvals::Broker::new(a.clone()));
+        let policy =
+            crate::policy::RulePolicy::new(engine, token_key.as_deref(), approvals.clone());
         let client_tls = config
             .tls
             .as_ref()
@@ -137,6 +142,7 @@ impl RelaySettings {
             connect_timeout: config.proxy.connect_timeout(),
             max_connections: config.proxy.max_connections,
             identities: sluice_identity::Resolver::new(&config.identities),
+            approvals,
         })
     }
 }

@@ -21,6 +21,51 @@ pub enum Event {
     Outcome(Outcome),
     /// The session ended (always the last event).
     SessionEnd(SessionEnd),
+    /// A statement held for approval was settled: approved, let through
+    /// by a grant, denied, expired, or refused.
+    Approval(ApprovalEvent),
+    /// An administrative action, recorded in the daemon's admin session:
+    /// an admin API call, an approval decision, a grant.
+    Admin(AdminEvent),
+}
+
+/// How a held statement was settled.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalEvent {
+    /// The seq of the held statement's event.
+    pub statement: Option<u32>,
+    /// The approval request's id.
+    pub id: String,
+    /// "approved", "granted", "denied", "expired" or "refused".
+    pub outcome: String,
+    /// Who decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by: Vec<String>,
+    /// A denial's reason, or the grant that allowed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long the statement waited, ms.
+    pub waited_ms: u64,
+}
+
+/// One administrative action.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AdminEvent {
+    /// Who (the verified principal; "sluice" for the daemon itself).
+    pub principal: String,
+    /// Their roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// What: "GET /api/sessions", "approval.approve", "grant.create", …
+    pub action: String,
+    /// On what (a request id, a grant id, a session id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// "ok", "denied" (not authorised), or the error.
+    pub result: String,
+    /// Details (a reason, the grant's terms, the client address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Who connected, where to, and how.
@@ -106,12 +151,12 @@ pub struct StatementEvent {
     /// Bound parameters, masked (extended protocol).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Param>,
-    /// "allow" or "deny" (later: "approval").
+    /// "allow", "deny", or "approve" (held; see the approval event).
     pub decision: String,
     /// The rule that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// The approval that let it through.
+    /// The approval request that held it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
 }
