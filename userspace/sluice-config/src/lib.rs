@@ -88,6 +88,34 @@ pub struct Config {
     /// Just-in-time approvals of statements that rules mark `approve`.
     /// Absent: such statements are refused, saying approvals are off.
     pub approvals: Option<ApprovalsConfig>,
+    /// The OpenID provider whose ID tokens identify people (admin API,
+    /// approvers, `sluice login`) and, optionally, workloads.
+    pub oidc: Option<OidcConfig>,
+    /// The admin API: health, metrics, sessions, approvals, reload.
+    /// Absent: no API (approvals can then not be decided).
+    pub admin: Option<AdminConfig>,
+}
+
+pub use sluice_oidc::{OidcConfig, RoleMap};
+
+/// `[admin]`: the admin API, HTTP on its own port. Every call but
+/// `/healthz` and `/metrics` needs an ID token from `[oidc]` as a bearer
+/// token, and is recorded.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address and port (default 127.0.0.1:9443).
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain for HTTPS. Required unless `listen` is a
+    /// loopback address: bearer tokens never cross a network in clear.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9443))
 }
 
 pub use sluice_approvals::ApprovalsConfig;
@@ -472,6 +500,34 @@ impl Config {
                         format!("no target is named {t:?}"),
                     ));
                 }
+            }
+        }
+        if let Some(o) = &self.oidc
+            && let Err((key, reason)) = o.validate()
+        {
+            return Err(invalid(&format!("oidc.{key}"), reason));
+        }
+        if let Some(a) = &self.admin {
+            if self.oidc.is_none() {
+                return Err(invalid(
+                    "admin",
+                    "the admin API authenticates callers with ID tokens: add an [oidc] section".into(),
+                ));
+            }
+            if a.cert.is_some() != a.key.is_some() {
+                return Err(invalid(
+                    "admin.cert",
+                    "cert and key go together: set both (HTTPS) or neither (loopback only)".into(),
+                ));
+            }
+            if a.cert.is_none() && !a.listen.ip().is_loopback() {
+                return Err(invalid(
+                    "admin.listen",
+                    format!(
+                        "{} is not a loopback address, so the API needs HTTPS: set admin.cert and admin.key",
+                        a.listen
+                    ),
+                ));
             }
         }
         if let Some(a) = &self.approvals
