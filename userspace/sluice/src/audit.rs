@@ -166,7 +166,7 @@ pub struct FilterArgs {
     #[arg(long)]
     until: Option<String>,
     /// Had a statement with this decision.
-    #[arg(long, value_parser = ["deny", "approval"])]
+    #[arg(long, value_parser = ["deny", "approve"])]
     decision: Option<String>,
     /// Only this session (repeatable).
     #[arg(long = "session", value_name = "ID")]
