@@ -7,8 +7,10 @@
 //! `sluice` binary and reads its log; [`scenario`] is the gateway lab with
 //! PostgreSQL and sluice that most tests start from; [`packets`] crafts
 //! hostile packets with pnet; [`pki`] issues throwaway TLS certificates;
-//! [`python`] finds the venv with psycopg 3. Everything is removed when its
-//! guard drops, on every exit path.
+//! [`python`] finds the venv with psycopg 3; [`oidc`] runs a real OpenID
+//! provider (npm `oidc-provider`) on loopback and signs in to it through the
+//! device flow. Everything is removed when its guard drops, on every exit
+//! path.
 //!
 //! Every namespace the lab creates has no route out of the machine: the only
 //! links are veth pairs between lab namespaces.
@@ -20,6 +22,7 @@ pub mod daemon;
 pub mod demo;
 pub mod labctl;
 pub mod netns;
+pub mod oidc;
 pub mod packets;
 pub mod pki;
 pub mod postgres;

@@ -35,6 +35,11 @@ const APT_PACKAGES: &[&str] = &[
     "python3-psycopg2",
     // The venv psycopg 3 (from PyPI) is installed into; see `python_venv`.
     "python3-venv",
+    // The OIDC tests' real OpenID provider (npm `oidc-provider`); see
+    // `oidc_harness`. A nodejs build that bundles npm (NodeSource's) provides
+    // `npm` itself, which `apt_provided` counts as present.
+    "nodejs",
+    "npm",
     // ps/pkill, nsenter/unshare, packet captures when debugging the lab.
     "procps",
     "util-linux",
@@ -55,6 +60,10 @@ const PYTHON_VENV: &str = "/var/lib/sluice-lab/venv";
 /// bpf-linker: the version the lab tests were written and checked against.
 const PSYCOPG_VERSION: &str = "3.3.9";
 
+/// The Node project of the OIDC tests' provider, relative to the workspace
+/// root (`tests/src/oidc.rs` runs its scripts).
+const OIDC_HARNESS: &str = "tests/oidc";
+
 const BPFFS: &str = "/sys/fs/bpf";
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -69,6 +78,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let started = Instant::now();
     apt_packages(ctx)?;
     python_venv(ctx)?;
+    oidc_harness(ctx)?;
     host_postgres_clusters(ctx);
     nightly_rust_src(ctx)?;
     bpf_linker(ctx)?;
@@ -98,9 +108,10 @@ fn warn(thing: &str, problem: &str) {
 
 /// Step 1: install the missing Debian packages in one apt-get call.
 fn apt_packages(ctx: &Context) -> Result<()> {
+    let provided = apt_provided(ctx);
     let mut missing = Vec::new();
     for &pkg in APT_PACKAGES {
-        if apt_installed(ctx, pkg) {
+        if apt_installed(ctx, pkg) || provided.iter().any(|p| p == pkg) {
             present(&format!("apt {pkg}"));
         } else {
             println!("setup: apt {pkg} ... missing");
@@ -142,6 +153,28 @@ fn apt_installed(ctx: &Context, pkg: &str) -> bool {
     })
 }
 
+/// Names that installed packages provide (their `Provides:` field), e.g.
+/// `npm` from NodeSource's `nodejs`, which also conflicts with Debian's `npm`:
+/// installing that one by name would remove Node.js.
+fn apt_provided(ctx: &Context) -> Vec<String> {
+    let mut query = ctx.command("dpkg-query");
+    query.args(["-W", "--showformat=${Status}\t${Provides}\n"]);
+    let Some(out) = capture(&mut query).filter(|o| o.status.success()) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(status, _)| status.ends_with(" installed"))
+        // "a, b (= 1.0), c:any" → a, b, c
+        .flat_map(|(_, provides)| provides.split(','))
+        .filter_map(|p| {
+            let name = p.split_whitespace().next()?;
+            Some(name.split(':').next().unwrap_or(name).to_owned())
+        })
+        .collect()
+}
+
 /// Step 1b: a venv at [`PYTHON_VENV`] with psycopg 3 from PyPI, for the
 /// tests that drive server-side cursors, COPY, pipeline mode and binary
 /// results. Reinstalls only if psycopg is missing or not the pinned version.
@@ -174,6 +207,33 @@ fn python_venv(ctx: &Context) -> Result<()> {
         "--disable-pip-version-check",
         &format!("psycopg[binary]=={PSYCOPG_VERSION}"),
     ]))?;
+    ok(&thing);
+    Ok(())
+}
+
+/// Step 1c: `npm ci` in [`OIDC_HARNESS`], so the OIDC tests find
+/// `oidc-provider` (pinned in its package.json and package-lock.json) in
+/// `node_modules`. Skipped when npm's own record of the install
+/// (`node_modules/.package-lock.json`) is newer than the lock file.
+fn oidc_harness(ctx: &Context) -> Result<()> {
+    let dir = ctx.root.join(OIDC_HARNESS);
+    let thing = format!("npm packages in {OIDC_HARNESS} (oidc-provider)");
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let lock = modified(&dir.join("package-lock.json"))
+        .with_context(|| format!("no package-lock.json in {}", dir.display()))?;
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_some_and(|t| t >= lock)
+        && dir.join("node_modules/oidc-provider/package.json").exists()
+    {
+        present(&thing);
+        return Ok(());
+    }
+    doing(&thing, "installing");
+    context::run(
+        ctx.command("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )?;
     ok(&thing);
     Ok(())
 }
