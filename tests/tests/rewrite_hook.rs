@@ -247,6 +247,7 @@ impl Lab {
             cancels: CancelRegistry::default(),
             client_tls: None,
             store: None,
+            metrics: Arc::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Threads inherit the network namespace of the thread that spawns

@@ -111,6 +111,32 @@ pub struct SessionConfig {
     /// Where sessions are recorded; None records nothing (the relay
     /// benchmark, in-process tests).
     pub store: Option<sluice_store::Store>,
+    /// Counters every session adds to (for `/metrics`).
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counters of every PostgreSQL session, for the admin API's `/metrics`.
+/// Updated as statements are decided and results end.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Statements let through as decided.
+    pub statements_allowed: std::sync::atomic::AtomicU64,
+    /// Statements refused by policy.
+    pub statements_denied: std::sync::atomic::AtomicU64,
+    /// Statements held for approval.
+    pub statements_held: std::sync::atomic::AtomicU64,
+    /// Held statements let through (approved or granted).
+    pub held_allowed: std::sync::atomic::AtomicU64,
+    /// Held statements refused (denied, expired, not held).
+    pub held_refused: std::sync::atomic::AtomicU64,
+    /// Values the rewriter masked.
+    pub masked_values: std::sync::atomic::AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// TLS that sluice terminates for clients.

@@ -90,6 +90,8 @@ struct Shared {
     execs: Execs,
     /// Why the session ended, when it was not the client's Terminate.
     ended_by: Mutex<Option<&'static str>>,
+    /// Counters shared by every session.
+    metrics: Arc<crate::Metrics>,
 }
 
 impl Shared {
@@ -133,6 +135,7 @@ pub(crate) async fn run(
         terminated: AtomicBool::new(false),
         execs: Execs::default(),
         ended_by: Mutex::new(None),
+        metrics: Arc::clone(&config.metrics),
     });
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
@@ -546,11 +549,14 @@ impl Frontend<'_> {
             self.unsynced = true;
             log.record(&record::approval(held.seq, &held.id, &settled, waited));
         }
+        let m = &self.shared.metrics;
         let verdict = if settled.allow {
             self.counts.allowed += 1;
+            crate::Metrics::add(&m.held_allowed, 1);
             Ok(())
         } else {
             self.counts.denied += 1;
+            crate::Metrics::add(&m.held_refused, 1);
             Err(settled.reason.clone())
         };
         self.apply(held.frame, held.msg, held.seq, verdict, out);
@@ -618,14 +624,20 @@ impl Frontend<'_> {
             params,
             protocol,
         });
+        let m = &self.shared.metrics;
         match &d {
-            Decision::Allow => self.counts.allowed += 1,
+            Decision::Allow => {
+                self.counts.allowed += 1;
+                crate::Metrics::add(&m.statements_allowed, 1);
+            }
             Decision::Deny { rule } => {
                 self.counts.denied += 1;
+                crate::Metrics::add(&m.statements_denied, 1);
                 tracing::info!(event = "statement_denied", rule = %rule, protocol, statement = %truncate(text, 200), "statement refused");
             }
-            // Counted when settled.
+            // Counted as allowed or denied when settled.
             Decision::Hold(h) => {
+                crate::Metrics::add(&m.statements_held, 1);
                 tracing::info!(event = "statement_held", approval = %h.id, rule = %h.rule, protocol, statement = %truncate(text, 200), "statement held for approval");
             }
         }
@@ -1006,15 +1018,20 @@ fn scan<D: Downstream>(
             }
         };
         let action = down.frame(shared, tag, &buf[pos..pos + total]);
+        let masked = if matches!(tag, b'C' | b'I' | b's' | b'E') {
+            let masked = down.end_of_result(tag == b's');
+            let n: u64 = masked.iter().map(|(_, n)| n).sum();
+            if n > 0 {
+                crate::Metrics::add(&shared.metrics.masked_values, n);
+            }
+            masked
+        } else {
+            Vec::new()
+        };
         if let (Some(o), Ok(action)) = (observer.as_mut(), &action) {
             let replaced = match action {
                 Action::Message(BackendMessage::ErrorResponse(f)) => Some(f),
                 _ => None,
-            };
-            let masked = if matches!(tag, b'C' | b'I' | b's' | b'E') {
-                down.end_of_result(tag == b's')
-            } else {
-                Vec::new()
             };
             o.frame(tag, &buf[pos..pos + total], replaced, masked);
         }
@@ -1291,6 +1308,7 @@ mod tests {
             terminated: AtomicBool::new(false),
             execs: Execs::default(),
             ended_by: Mutex::new(None),
+            metrics: Arc::default(),
         }
     }
 

@@ -68,10 +68,54 @@ pub struct RelaySettings {
 /// Shared state of every accept loop.
 pub struct Relay {
     settings: RelaySettings,
+    /// What a config reload may change: the policy and the identity rules.
+    /// Each session takes the current ones when it starts.
+    live_rules: std::sync::RwLock<LiveRules>,
     facts: FlowFacts,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    live: std::sync::Mutex<std::collections::BTreeMap<u64, LiveSession>>,
+    connections_total: AtomicU64,
+}
+
+#[derive(Clone)]
+struct LiveRules {
+    policy: Arc<dyn sluice_pgproxy::Policy>,
+    identities: sluice_identity::Resolver,
+}
+
+/// A session in progress, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveSession {
+    /// The relay's session number (log lines carry it as `id`).
+    pub id: u64,
+    /// Workload identity.
+    pub identity: String,
+    /// Target name ("" when the flow's target is unknown).
+    pub target: String,
+    /// Client address.
+    pub client: String,
+    /// Where it was going.
+    pub original_dst: String,
+    /// When it started (Unix seconds).
+    pub started: u64,
+}
+
+/// Removes a session from the live list when it ends.
+pub(crate) struct LiveGuard<'a> {
+    relay: &'a Relay,
+    id: u64,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.relay
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// Why an accepted flow could not be served.
@@ -112,13 +156,66 @@ impl Relay {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Relay> {
         let permits = Arc::new(Semaphore::new(settings.max_connections as usize));
+        let live_rules = std::sync::RwLock::new(LiveRules {
+            policy: Arc::clone(&settings.postgres.policy),
+            identities: settings.identities.clone(),
+        });
         Arc::new(Relay {
             settings,
+            live_rules,
             facts,
             permits,
             next_id: AtomicU64::new(1),
             shutdown,
+            live: Default::default(),
+            connections_total: AtomicU64::new(0),
         })
+    }
+
+    /// Take the policy and identity rules of `new` (a reloaded
+    /// configuration's settings) for sessions that start from now on;
+    /// sessions in progress keep theirs.
+    pub fn reload(&self, new: &RelaySettings) {
+        *self.live_rules.write().unwrap_or_else(|e| e.into_inner()) = LiveRules {
+            policy: Arc::clone(&new.postgres.policy),
+            identities: new.identities.clone(),
+        };
+    }
+
+    fn rules(&self) -> LiveRules {
+        self.live_rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sessions in progress, oldest first.
+    pub fn live_sessions(&self) -> Vec<LiveSession> {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Connections accepted since start.
+    pub fn connections_total(&self) -> u64 {
+        self.connections_total.load(Ordering::Relaxed)
+    }
+
+    /// The PostgreSQL session engine's counters.
+    pub fn metrics(&self) -> &Arc<sluice_pgproxy::Metrics> {
+        &self.settings.postgres.metrics
+    }
+
+    pub(crate) fn register(&self, session: LiveSession) -> LiveGuard<'_> {
+        let id = session.id;
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, session);
+        LiveGuard { relay: self, id }
     }
 
     /// Accept on `listener` until shutdown. A permit is taken before each
@@ -144,6 +241,7 @@ impl Relay {
                 }
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            self.connections_total.fetch_add(1, Ordering::Relaxed);
             let relay = Arc::clone(&self);
             tokio::spawn(async move {
                 session::run(&relay, stream, peer, mode, id).await;

@@ -21,7 +21,7 @@ pub(crate) async fn run(relay: &Relay, client: TcpStream, peer: SocketAddr, mode
     let span = tracing::info_span!("session", id);
     async move {
         let started = Instant::now();
-        match relay_one(relay, client, peer, mode).await {
+        match relay_one(relay, client, peer, mode, id).await {
             Ok((facts, dst, up, down)) => tracing::info!(
                 event = "close",
                 client = %facts.client(),
@@ -49,11 +49,25 @@ async fn relay_one(
     mut client: TcpStream,
     peer: SocketAddr,
     mode: Mode,
+    id: u64,
 ) -> Result<(Facts, OriginalDst, u64, u64), SessionError> {
     let (facts, dst) = resolve(relay, &client, peer, mode)?;
     let target = relay.settings.config.target_for(dst.0);
     let protocol = target.map(|t| t.protocol);
     tracing::info!(event = "open", original_dst = %dst, facts = %facts, ?protocol, "session opened");
+    let rules = relay.rules();
+    let who = rules.identities.resolve(&facts);
+    tracing::info!(identity = %who.name, matched_by = %who.matched_by, "workload identified");
+    let _live = relay.register(crate::LiveSession {
+        id,
+        identity: who.name.clone(),
+        target: target.map(|t| t.name.clone()).unwrap_or_default(),
+        client: facts.client().to_string(),
+        original_dst: dst.to_string(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    });
     client.set_nodelay(true)?;
     let engine = target
         .filter(|t| t.protocol == Protocol::Postgres)
@@ -66,8 +80,6 @@ async fn relay_one(
                 Facts::Remote { .. } => None,
             },
         };
-        let who = relay.settings.identities.resolve(&facts);
-        tracing::info!(identity = %who.name, matched_by = %who.matched_by, "workload identified");
         let recorded = recorded_facts(&facts);
         let route = sluice_pgproxy::Route {
             original: dst.0,
@@ -84,7 +96,11 @@ async fn relay_one(
             up.set_nodelay(true)?;
             Ok(up)
         };
-        return match sluice_pgproxy::serve(client, route, &relay.settings.postgres, dial_to).await {
+        let config = sluice_pgproxy::SessionConfig {
+            policy: rules.policy,
+            ..relay.settings.postgres.clone()
+        };
+        return match sluice_pgproxy::serve(client, route, &config, dial_to).await {
             Ok(s) => {
                 tracing::info!(
                     user = s.user.as_deref().unwrap_or(""),

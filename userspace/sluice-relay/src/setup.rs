@@ -63,6 +63,19 @@ impl RelaySettings {
     /// Build the relay's settings from a validated configuration, loading
     /// every file it names (certificates, keys, CA bundles, secrets).
     pub fn from_config(config: &Config) -> Result<RelaySettings, SetupError> {
+        let approvals = config
+            .approvals
+            .as_ref()
+            .map(|a| sluice_approvals::Broker::new(a.clone()));
+        RelaySettings::with_approvals(config, approvals)
+    }
+
+    /// [`RelaySettings::from_config`] with an existing approvals broker
+    /// (a reload keeps the requests that are waiting).
+    pub fn with_approvals(
+        config: &Config,
+        approvals: Option<Arc<sluice_approvals::Broker>>,
+    ) -> Result<RelaySettings, SetupError> {
         let engine = sluice_policy::engine::Engine::new(&config.policy, &config.masking)?;
         let token_key = config
             .masking
@@ -70,10 +83,6 @@ impl RelaySettings {
             .as_ref()
             .map(|path| token_key(path))
             .transpose()?;
-        let approvals = config
-            .approvals
-            .as_ref()
-            .map(|a| sluice_approvals::Broker::new(a.clone()));
         let policy =
             crate::policy::RulePolicy::new(engine, token_key.as_deref(), approvals.clone());
         let client_tls = config
@@ -136,6 +145,7 @@ impl RelaySettings {
                 client_tls,
                 // Opened by `sluice run` (it holds the store's lock).
                 store: None,
+                metrics: Arc::default(),
             },
             targets,
             upstream_mark: config.proxy.upstream_mark,

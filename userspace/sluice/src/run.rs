@@ -1,5 +1,12 @@
 //! `sluice run`: bind, attach, serve, and tear down on a signal.
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+mod control;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use sluice_config::Config;
@@ -21,10 +28,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .thread_name("sluice")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, config_path.to_owned()))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Every file the configuration names is loaded before anything is
     // bound or attached: a bad certificate is a start-up error, not a
     // failure of the first session.
@@ -93,7 +100,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     bound.extend(jump_v6.map(|l| (l, Mode::JumpHost)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let broker = settings.approvals.clone();
     let relay = Relay::new(settings, interceptor.facts(), stop_rx);
+    let admin_log = control::admin_session(store.as_ref(), &config);
+    if let (Some(b), Some(log)) = (&broker, &admin_log) {
+        control::record_notices(b, Arc::clone(log));
+    }
+    let control = Arc::new(control::Control {
+        relay: Arc::clone(&relay),
+        broker: broker.clone(),
+        counters: interceptor.counters(),
+        admin_log: admin_log.clone(),
+        store_path: config.store.enabled.then(|| config.store.path.clone()),
+        config_path,
+        config: Mutex::new(config.clone()),
+    });
+    let _ = &control;
     let mut loops = Vec::new();
     for (listener, mode) in bound {
         tracing::info!(addr = %listener.local_addr()?, ?mode, "listening");
@@ -132,6 +154,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             sessions = left,
             "sessions still open after the drain period; closing them"
         );
+    }
+    if let Some(log) = &admin_log {
+        control::end_admin_session(log).await;
     }
     if let Some(store) = store {
         // Writes what is queued and a final signed checkpoint.
