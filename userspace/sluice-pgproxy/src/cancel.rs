@@ -2,7 +2,9 @@
 //! remembers which real backend (address, pid, key) it stands for. A
 //! CancelRequest arriving on a new connection is looked up by the synthetic
 //! key and forwarded to the right server with the real key; an unknown key
-//! is dropped, as PostgreSQL itself does.
+//! is dropped, as PostgreSQL itself does. A cancel also wakes the session
+//! behind the key ([`CancelRegistry::cancel_signal`]): a statement held for
+//! approval is then withdrawn, as a running query would be cancelled.
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -29,7 +31,7 @@ pub struct CancelRegistry {
 #[derive(Default)]
 struct Registry {
     next_pid: i32,
-    map: HashMap<(i32, i32), RealBackend>,
+    map: HashMap<(i32, i32), (RealBackend, Arc<tokio::sync::Notify>)>,
 }
 
 impl CancelRegistry {
@@ -39,8 +41,16 @@ impl CancelRegistry {
         r.next_pid = r.next_pid.wrapping_add(1).max(1);
         let pid = r.next_pid;
         let key = random_key(real);
-        r.map.insert((pid, key), real);
+        r.map
+            .insert((pid, key), (real, Arc::new(tokio::sync::Notify::new())));
         (pid, key)
+    }
+
+    /// Woken (`notify_waiters`) whenever a cancel request arrives for this
+    /// synthetic key.
+    pub fn cancel_signal(&self, synthetic: (i32, i32)) -> Option<Arc<tokio::sync::Notify>> {
+        let r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        r.map.get(&synthetic).map(|(_, n)| Arc::clone(n))
     }
 
     /// Forget a session's key when it ends.
@@ -49,10 +59,14 @@ impl CancelRegistry {
         r.map.remove(&synthetic);
     }
 
-    /// The real backend for a synthetic key.
+    /// The real backend for a synthetic key; wakes the session's
+    /// [`CancelRegistry::cancel_signal`] waiters.
     pub fn lookup(&self, pid: i32, key: i32) -> Option<RealBackend> {
         let r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        r.map.get(&(pid, key)).copied()
+        r.map.get(&(pid, key)).map(|(real, signal)| {
+            signal.notify_waiters();
+            *real
+        })
     }
 }
 

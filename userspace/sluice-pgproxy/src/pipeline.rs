@@ -109,6 +109,8 @@ pub(crate) struct Legs {
     pub(crate) upstream: Conn,
     pub(crate) cbuf: BytesMut,
     pub(crate) ubuf: BytesMut,
+    /// Woken by the client's cancel requests.
+    pub(crate) canceled: Option<Arc<Notify>>,
 }
 
 pub(crate) async fn run(
@@ -123,6 +125,7 @@ pub(crate) async fn run(
         upstream,
         cbuf,
         ubuf,
+        canceled,
     } = legs;
     let rewriter = policy.rewriter();
     let shared = Arc::new(Shared {
@@ -154,6 +157,7 @@ pub(crate) async fn run(
         unsynced: false,
         execs: Vec::new(),
         portals: HashMap::new(),
+        canceled,
     };
     let up = async {
         tokio::select! {
@@ -229,6 +233,9 @@ struct Frontend<'a> {
     execs: Vec<Exec>,
     /// The statement event (Bind) behind each portal, for its Executes.
     portals: HashMap<String, Option<u32>>,
+    /// Woken by the client's cancel requests (a held statement is then
+    /// withdrawn).
+    canceled: Option<Arc<Notify>>,
 }
 
 impl Frontend<'_> {
@@ -513,12 +520,29 @@ impl Frontend<'_> {
         cr: &mut ReadHalf,
         buf: &mut BytesMut,
     ) -> Result<Option<Settled>, PgError> {
+        let canceled = self.canceled.clone();
+        let cancel = async {
+            match &canceled {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancel);
         loop {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
             tokio::select! {
                 settled = &mut wait => return Ok(Some(settled)),
+                () = &mut cancel => {
+                    // Dropping `wait` withdraws the request.
+                    return Ok(Some(Settled {
+                        allow: false,
+                        outcome: "canceled",
+                        by: Vec::new(),
+                        reason: "canceled by the client while it waited for approval".into(),
+                    }));
+                }
                 read = cr.read_buf(buf), if buf.len() < HOLD_BUFFER => match read {
                     Ok(0) => return Ok(None),
                     Ok(_) => {}

@@ -95,6 +95,9 @@ where
             upstream: ready.upstream,
             cbuf: ready.cbuf,
             ubuf: ready.ubuf,
+            canceled: ready
+                .synthetic
+                .and_then(|s| config.cancels.cancel_signal(s)),
         },
         config,
         ready.policy,
