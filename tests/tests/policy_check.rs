@@ -27,54 +27,54 @@ fn policy_check_explains_decisions_and_masking() {
     // One line per case: identity, SQL → exit status, text the output shows.
     let cases = [
         (
-            "uid:1000",
+            "operator-psql",
             "select id, pan from cards limit 5",
             0,
             "pan              = cards.pan  → mask pci",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "select reverse(pan) as r from cards limit 5",
             0,
             "computed from cards.pan  → mask redact",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "select * from cards limit 1",
             0,
             "→ mask holder: redact, pan: pci",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "delete from orders",
             1,
             "DENY by policy.rules[1] \"no unbounded delete or update\"",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "select 1; delete from orders",
             1,
             "DENY by policy.rules[1]",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "create table t (a int)",
             3,
             "APPROVE by policy.rules[2] \"schema changes need a human\"",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "select id from cards where pan like '4%'",
             1,
             "DENY by masking.probing",
         ),
         (
-            "uid:1000",
+            "operator-psql",
             "select pg_read_file('/etc/shadow')",
             1,
             "DENY by policy.rules[3]",
         ),
-        ("uid:1000", "selec 1", 1, "DENY by policy.unparseable"),
+        ("operator-psql", "selec 1", 1, "DENY by policy.unparseable"),
         ("uid:4242", "select 1", 1, "DENY by policy.default"),
     ];
     for (identity, sql, status, shows) in cases {
@@ -92,7 +92,7 @@ fn policy_check_explains_decisions_and_masking() {
     );
     let out = Command::new(sluice_lab::sluice_bin())
         .args([
-            "policy", "check", "-c", config, "-i", "uid:1000", "-t", "nope", "select 1",
+            "policy", "check", "-c", config, "-i", "operator-psql", "-t", "nope", "select 1",
         ])
         .output()
         .unwrap();
