@@ -10,6 +10,11 @@
 //       it as LOGIN (as above), then redeems it once at the token endpoint.
 //       Prints the token endpoint's JSON answer (id_token among it).
 //
+//   node user.js http METHOD URL
+//       One request without a body; prints {"status": N, "body": "..."}.
+//       For the harness when the provider runs in another network namespace
+//       (it cannot connect there itself).
+//
 // Only plain HTTP to the given loopback provider: redirects are followed by
 // hand (at most MAX_STEPS pages) with a cookie jar, and each page's first
 // POST form is submitted with its hidden fields, plus `login` and `password`
@@ -129,10 +134,13 @@ try {
   if (mode === 'approve' && rest.length === 2) {
     await approve(rest[0], rest[1]);
     console.log('approved');
+  } else if (mode === 'http' && rest.length === 2) {
+    const res = await request(rest[1], { method: rest[0] });
+    console.log(JSON.stringify({ status: res.status, body: await res.text() }));
   } else if (mode === 'token' && rest.length === 3) {
     console.log(JSON.stringify(await token(rest[0], rest[1], rest[2])));
   } else {
-    fail('usage: user.js approve URI LOGIN | user.js token ISSUER CLIENT_ID LOGIN');
+    fail('usage: user.js approve URI LOGIN | token ISSUER CLIENT_ID LOGIN | http METHOD URL');
   }
 } catch (err) {
   fail(err?.stack ?? String(err));

@@ -6,7 +6,8 @@
 //!
 //! Accounts and clients are described at the top of `provider.js`. Tokens
 //! are real: the same login and consent pages a person would see, driven
-//! over HTTP. Nothing here leaves 127.0.0.1.
+//! over HTTP. Nothing here leaves 127.0.0.1 — the host's, or that of the
+//! network namespace the provider was started in ([`Options::netns`]).
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -57,6 +58,12 @@ pub fn available(test: &str) -> bool {
 pub struct Options {
     /// ID token lifetime in seconds (the provider's default here is 600).
     pub id_token_ttl: Option<u64>,
+    /// Run the provider on the loopback of this network namespace (a path
+    /// such as `/run/netns/NAME`, see [`crate::netns::Netns::path`]) instead
+    /// of the host's. The scripted user and the harness's own requests then
+    /// run there too (`nsenter`), since that loopback is reachable only
+    /// from inside.
+    pub netns: Option<String>,
 }
 
 /// A running `provider.js`, killed on drop.
@@ -64,6 +71,7 @@ pub struct Provider {
     child: Child,
     port: u16,
     issuer: String,
+    netns: Option<String>,
     log: PathBuf,
     _scratch: Scratch,
 }
@@ -87,11 +95,11 @@ impl Provider {
         for attempt in 0..3 {
             let scratch = Scratch::new(&format!("oidc-{test}-{}-{attempt}", std::process::id()));
             let log = scratch.path("provider.log");
+            // Free on the host; a lab namespace's loopback holds only the
+            // few fixed ports of its servers, below the ephemeral range.
             let port = free_port();
-            let mut cmd = Command::new("node");
-            cmd.current_dir(harness_dir())
-                .arg("provider.js")
-                .args(["--port", &port.to_string()]);
+            let mut cmd = node_in(options.netns.as_deref());
+            cmd.arg("provider.js").args(["--port", &port.to_string()]);
             if let Some(ttl) = options.id_token_ttl {
                 cmd.args(["--id-token-ttl", &ttl.to_string()]);
             }
@@ -107,6 +115,7 @@ impl Provider {
                 child,
                 port,
                 issuer: format!("http://127.0.0.1:{port}"),
+                netns: options.netns.clone(),
                 log,
                 _scratch: scratch,
             };
@@ -154,13 +163,8 @@ impl Provider {
     /// issued to `client_id`, through the whole device flow.
     pub fn id_token(&self, client_id: &str, login: &str) -> String {
         let out = run_bounded(
-            Command::new("node").current_dir(harness_dir()).args([
-                "user.js",
-                "token",
-                &self.issuer,
-                client_id,
-                login,
-            ]),
+            self.node()
+                .args(["user.js", "token", &self.issuer, client_id, login]),
             SCRIPT_LIMIT,
         );
         assert!(
@@ -180,8 +184,8 @@ impl Provider {
     /// Starts the scripted user approving a device login at
     /// `verification_uri_complete` as `login`; [`Approval::finish`] waits.
     pub fn approve(&self, verification_uri_complete: &str, login: &str) -> Approval {
-        let child = Command::new("node")
-            .current_dir(harness_dir())
+        let child = self
+            .node()
             .args(["user.js", "approve", verification_uri_complete, login])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -215,8 +219,16 @@ impl Provider {
             .expect("stats carry jwks_requests")
     }
 
+    /// `node` in the harness directory, in the provider's namespace.
+    fn node(&self) -> Command {
+        node_in(self.netns.as_deref())
+    }
+
     /// One HTTP/1.1 request to the provider; `(status, body)`.
     fn http(&self, method: &str, path: &str) -> Result<(u16, String), String> {
+        if self.netns.is_some() {
+            return self.http_inside(method, path);
+        }
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let mut s = TcpStream::connect_timeout(&addr, HTTP_LIMIT).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(HTTP_LIMIT))
@@ -242,6 +254,41 @@ impl Provider {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         Ok((status, body))
+    }
+}
+
+impl Provider {
+    /// [`Provider::http`] from inside the provider's namespace, through
+    /// `user.js http`.
+    fn http_inside(&self, method: &str, path: &str) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.issuer);
+        let mut child = self
+            .node()
+            .args(["user.js", "http", method, &url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn node user.js http: {e}"))?;
+        let start = Instant::now();
+        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+            if start.elapsed() > HTTP_LIMIT {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("user.js http: {e}"))?;
+        let status = v["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+        match (status, v["body"].as_str()) {
+            (Some(status), Some(body)) => Ok((status, body.to_owned())),
+            _ => Err(format!("user.js http printed {v}")),
+        }
     }
 }
 
@@ -278,6 +325,20 @@ impl Drop for Approval {
             let _ = child.wait();
         }
     }
+}
+
+/// `node`, run from `tests/oidc`, inside `netns` when given.
+fn node_in(netns: Option<&str>) -> Command {
+    let mut cmd = match netns {
+        Some(path) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={path}")).args(["--", "node"]);
+            c
+        }
+        None => Command::new("node"),
+    };
+    cmd.current_dir(harness_dir());
+    cmd
 }
 
 fn free_port() -> u16 {

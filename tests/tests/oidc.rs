@@ -4,7 +4,8 @@
 //! `sluice login`'s device flow end to end. Tokens are real: the scripted
 //! user signs in through the provider's own device flow pages.
 //!
-//! No root needed. Without `tests/oidc/node_modules` the tests skip (or fail
+//! No root needed, except for the last test (a provider inside a network
+//! namespace, as the approval tests run it). Without `tests/oidc/node_modules` the tests skip (or fail
 //! under `SLUICE_REQUIRE_PRIVILEGED=1`); `cargo xtask setup` installs it.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -187,6 +188,7 @@ async fn expired_tokens_are_rejected() {
         "expired_tokens_are_rejected",
         Options {
             id_token_ttl: Some(2),
+            ..Options::default()
         },
     ) else {
         return;
@@ -396,4 +398,37 @@ async fn discovery_failures_name_the_issuer() {
         matches!(e, OidcError::Config { ref key, .. } if key == "audience"),
         "{e:?}"
     );
+}
+
+/// The harness as `tests/tests/approvals.rs` uses it: the provider on a lab
+/// namespace's loopback, tokens fetched from inside. Only the harness is
+/// under test here (sluice itself runs inside such a namespace there).
+#[test]
+fn provider_runs_inside_a_network_namespace() {
+    if !sluice_lab::require_privileged("provider_runs_inside_a_network_namespace") {
+        return;
+    }
+    let ns = sluice_lab::netns::Netns::create(&format!("sl-oidc-{}", std::process::id()));
+    let Some(p) = Provider::start_with(
+        "provider_runs_inside_a_network_namespace",
+        Options {
+            netns: Some(ns.path()),
+            ..Options::default()
+        },
+    ) else {
+        return;
+    };
+    // Not reachable from the host's loopback...
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", p.port())).is_err(),
+        "the provider must listen inside the namespace only"
+    );
+    // ...but the harness works from inside.
+    let jwt = Jwt::parse(&p.id_token("sluice-cli", "dave"));
+    assert_eq!(jwt.payload["iss"], json!(p.issuer()));
+    assert_eq!(jwt.payload["groups"], json!(["sluice-auditors"]));
+    assert_eq!(p.jwks_requests(), 0);
+    let kid = p.rotate_keys();
+    let rotated = Jwt::parse(&p.id_token("sluice-cli", "dave"));
+    assert_eq!(rotated.header["kid"], json!(kid));
 }

@@ -36,7 +36,7 @@ use openidconnect::{
     AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenClaims, IdTokenVerifier,
     IssuerUrl, JsonWebKeySetUrl, SignatureVerificationError,
     core::{
-        CoreGenderClaim, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+        CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
         CoreJwsSigningAlgorithm,
     },
     reqwest,
@@ -135,12 +135,37 @@ struct Inner {
     last_fetch: Mutex<Instant>,
 }
 
-/// One fetched key set. `generation` tells a caller whether the set changed
-/// since it looked.
+/// One fetched key set, ready to verify with. `generation` tells a caller
+/// whether the set changed since it looked.
 struct Keys {
-    set: CoreJsonWebKeySet,
+    verifier: IdTokenVerifier<'static, CoreJsonWebKey>,
     fetched: Instant,
     generation: u64,
+}
+
+impl Keys {
+    /// openidconnect's verifier over `set`: signature, `iss`, and `exp` with
+    /// the leeway. The audience is left to [`Verifier::judge`]: openidconnect
+    /// wants one client id in `aud`, sluice accepts any of several.
+    fn new(
+        config: &OidcConfig,
+        issuer: &IssuerUrl,
+        set: CoreJsonWebKeySet,
+        generation: u64,
+    ) -> Keys {
+        let leeway = chrono::Duration::seconds(leeway(config));
+        let verifier =
+            IdTokenVerifier::new_public_client(ClientId::new(String::new()), issuer.clone(), set)
+                .require_audience_match(false)
+                .set_allowed_algs(ALLOWED_ALGS)
+                .allow_all_jose_types()
+                .set_time_fn(move || chrono::Utc::now() - leeway);
+        Keys {
+            verifier,
+            fetched: Instant::now(),
+            generation,
+        }
+    }
 }
 
 /// Every claim that is not a standard one (the groups claim among them).
@@ -179,18 +204,14 @@ impl Verifier {
         metadata: &Metadata,
         http: reqwest::Client,
     ) -> Verifier {
-        let now = Instant::now();
+        let keys = Keys::new(&config, metadata.issuer(), metadata.jwks().clone(), 0);
         Verifier {
             inner: Arc::new(Inner {
                 issuer: metadata.issuer().clone(),
                 jwks_uri: metadata.jwks_uri().clone(),
                 http,
-                keys: RwLock::new(Arc::new(Keys {
-                    set: metadata.jwks().clone(),
-                    fetched: now,
-                    generation: 0,
-                })),
-                last_fetch: Mutex::new(now),
+                last_fetch: Mutex::new(keys.fetched),
+                keys: RwLock::new(Arc::new(keys)),
                 config,
             }),
         }
@@ -209,9 +230,9 @@ impl Verifier {
         let parsed: Token = token.parse().map_err(|_| TokenError::Malformed)?;
 
         let keys = self.current_keys().await;
-        let verified = match self.check(&parsed, &keys.set) {
+        let verified = match check(&parsed, &keys) {
             Err(e) if is_key_problem(&e) => match self.refetch(keys.generation).await {
-                Ok(Some(newer)) => self.check(&parsed, &newer.set),
+                Ok(Some(newer)) => check(&parsed, &newer),
                 // Rate-limited: judge with what we have.
                 Ok(None) => Err(e),
                 Err(fetch)
@@ -232,29 +253,6 @@ impl Verifier {
         };
         let claims = verified.map_err(token_error)?;
         self.judge(&claims)
-    }
-
-    /// Signature, `iss` and `exp` (with leeway) by openidconnect.
-    fn check(
-        &self,
-        token: &Token,
-        keys: &CoreJsonWebKeySet,
-    ) -> Result<TokenClaims, ClaimsVerificationError> {
-        let leeway = chrono::Duration::seconds(leeway(&self.inner.config));
-        // The audience is checked by `judge`: openidconnect wants a single
-        // client id in `aud`, sluice accepts any of several.
-        let verifier = IdTokenVerifier::new_public_client(
-            ClientId::new(String::new()),
-            self.inner.issuer.clone(),
-            keys.clone(),
-        )
-        .require_audience_match(false)
-        .set_allowed_algs(ALLOWED_ALGS)
-        .allow_all_jose_types()
-        .set_time_fn(move || chrono::Utc::now() - leeway);
-        token
-            .clone()
-            .into_claims(&verifier, |_: Option<&openidconnect::Nonce>| Ok(()))
     }
 
     /// What openidconnect leaves to us: `iat`/`nbf`, the audience, groups.
@@ -331,14 +329,23 @@ impl Verifier {
         let set = provider::fetch_jwks(&self.inner.jwks_uri, &self.inner.http).await?;
         tracing::debug!(issuer = %self.inner.config.issuer, keys = set.keys().len(),
             "refetched the OpenID provider's signing keys");
-        let newer = Arc::new(Keys {
+        let newer = Arc::new(Keys::new(
+            &self.inner.config,
+            &self.inner.issuer,
             set,
-            fetched: Instant::now(),
-            generation: seen + 1,
-        });
+            seen + 1,
+        ));
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&newer);
         Ok(Some(newer))
     }
+}
+
+/// Signature, `iss` and `exp` by openidconnect, with `keys`. Any nonce (or
+/// none) is accepted: see the module doc.
+fn check(token: &Token, keys: &Keys) -> Result<TokenClaims, ClaimsVerificationError> {
+    token
+        .claims(&keys.verifier, |_: Option<&openidconnect::Nonce>| Ok(()))
+        .cloned()
 }
 
 /// The checks that need no key: size, shape, and an acceptable `alg`.
