@@ -234,9 +234,9 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
         }
-        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let bytes = read_capped(resp).await.map_err(|e| self.unreachable(&e))?;
+        let bytes = read_capped(resp).await.map_err(|e| self.unreachable(e))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| ClientError::Unexpected(format!("{status}: {e}")));
@@ -250,8 +250,10 @@ impl Client {
         })
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
-        let mut reason = chain(e);
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        // The URL is shown once, as the base; the error would repeat it.
+        let e = e.without_url();
+        let mut reason = chain(&e);
         let lower = reason.to_ascii_lowercase();
         if lower.contains("certificate") || lower.contains("unknownissuer") {
             reason.push_str(

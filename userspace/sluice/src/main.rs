@@ -1,9 +1,12 @@
 //! The `sluice` command: the daemon (`run`), host checks (`doctor`),
 //! configuration checks (`config check`), policy checks (`policy check`),
 //! the auditor's commands
-//! (`audit`), workload tokens (`token new`) and crash cleanup (`cleanup`).
+//! (`audit`), signing in (`login`), deciding held statements and grants
+//! (`approvals`), workload tokens (`token new`) and crash cleanup (`cleanup`).
 
+mod approvals;
 mod audit;
+mod login;
 mod policy;
 mod run;
 
@@ -78,6 +81,23 @@ enum Command {
     /// needs only the public key.
     #[command(subcommand, after_long_help = AUDIT_EXAMPLES)]
     Audit(audit::AuditCommand),
+    /// Sign in at the OpenID provider, for `sluice approvals`.
+    ///
+    /// Uses the device flow of the [oidc] section (issuer, client_id): open
+    /// the page it prints on any device, enter the code, sign in. The ID
+    /// token is verified, then saved mode 0600 (--token-file, else
+    /// $SLUICE_TOKEN_FILE, else ~/.config/sluice/token.json).
+    #[command(after_long_help = LOGIN_EXAMPLES)]
+    Login(login::LoginArgs),
+    /// Decide held statements and manage time-window grants.
+    ///
+    /// Talks to the daemon's admin API ([admin]) with your ID token (from
+    /// `sluice login`, $SLUICE_TOKEN or --token-file). Approvers and admins
+    /// may decide; auditors may list. Exit status: 0 done; 1 refused by the
+    /// API (not allowed, no such request or grant, already approved by
+    /// you); 2 usage, token or connection trouble.
+    #[command(after_long_help = APPROVALS_EXAMPLES)]
+    Approvals(approvals::ApprovalsArgs),
     /// Workload tokens for credential injection.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -99,6 +119,20 @@ const AUDIT_EXAMPLES: &str = "Examples:
   sluice audit export --since 2026-01-01 --output q1.jsonl
   sluice audit verify --export q1.jsonl --key audit.pub
   sluice audit verify --live --key audit.pub   # the running daemon's store";
+
+const LOGIN_EXAMPLES: &str = "Examples:
+  sluice login                                  # [oidc] of /etc/sluice/sluice.toml
+  sluice login -c ./sluice.toml --token-file ~/.sluice-token.json";
+
+const APPROVALS_EXAMPLES: &str = "Examples:
+  sluice approvals list
+  sluice approvals approve apr-1a2b3c-7
+  sluice approvals deny apr-1a2b3c-8 --reason 'not during the freeze'
+  sluice approvals grant --identity etl --class ddl --for 30m --reason CHG-1234
+  sluice approvals grants
+  sluice approvals revoke grt-1a2b3c-9
+  sluice approvals list --api https://sluice.example:9443 --ca ops-ca.pem --json
+  SLUICE_TOKEN=$(cat id-token) sluice approvals list   # a token from elsewhere";
 
 #[derive(Subcommand)]
 enum TokenCommand {
@@ -156,6 +190,8 @@ fn main() -> ExitCode {
         }
         Command::Doctor => doctor_cmd(),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Login(args) => login::run(args),
+        Command::Approvals(args) => approvals::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Status { config } => match Config::load(&config) {
             Ok(c) => match sluice_intercept::Interceptor::status(&c) {
