@@ -115,7 +115,7 @@ async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         config_path,
         config: Mutex::new(config.clone()),
     });
-    let _ = &control;
+    let admin = control::start_admin(&config, &control).await?;
     let mut loops = Vec::new();
     for (listener, mode) in bound {
         tracing::info!(addr = %listener.local_addr()?, ?mode, "listening");
@@ -154,6 +154,9 @@ async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             sessions = left,
             "sessions still open after the drain period; closing them"
         );
+    }
+    if let Some(admin) = admin {
+        admin.stop();
     }
     if let Some(log) = &admin_log {
         control::end_admin_session(log).await;

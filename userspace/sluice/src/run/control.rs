@@ -279,3 +279,89 @@ impl Control {
         Ok(summary)
     }
 }
+
+/// OIDC for the admin API, discovered on first use (and retried on each
+/// call until it succeeds): an unreachable provider at start costs the API
+/// its authentication, never the data plane. Until then every call is
+/// refused (fail closed).
+pub(super) struct LazyOidc {
+    config: sluice_config::OidcConfig,
+    verifier: tokio::sync::Mutex<Option<sluice_oidc::Verifier>>,
+}
+
+impl LazyOidc {
+    pub(super) fn new(config: sluice_config::OidcConfig) -> LazyOidc {
+        LazyOidc {
+            config,
+            verifier: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Discover now; the daemon calls this at start so the provider's
+    /// problems show in its log.
+    pub(super) async fn warm(&self) {
+        if let Err(e) = self.verifier().await {
+            tracing::warn!(error = %e, "OIDC discovery failed; admin API calls are refused until it succeeds");
+        }
+    }
+
+    async fn verifier(&self) -> Result<sluice_oidc::Verifier, String> {
+        let mut slot = self.verifier.lock().await;
+        if let Some(v) = &*slot {
+            return Ok(v.clone());
+        }
+        let v = sluice_oidc::Verifier::discover(&self.config)
+            .await
+            .map_err(|e| format!("the identity provider is unreachable: {e}"))?;
+        tracing::info!(issuer = %self.config.issuer, "OIDC provider discovered");
+        *slot = Some(v.clone());
+        Ok(v)
+    }
+}
+
+impl sluice_admin::Authenticate for LazyOidc {
+    fn authenticate<'a>(&'a self, bearer: &'a str) -> sluice_admin::auth::AuthFuture<'a> {
+        Box::pin(async move {
+            let verifier = self.verifier().await?;
+            sluice_admin::OidcAuth(verifier).authenticate(bearer).await
+        })
+    }
+}
+
+/// Start the admin API (and the approvals webhook) as the config says.
+pub(super) async fn start_admin(
+    config: &Config,
+    control: &Arc<Control>,
+) -> anyhow::Result<Option<sluice_admin::AdminHandle>> {
+    if let (Some(url), Some(broker)) = (
+        config.approvals.as_ref().and_then(|a| a.webhook.clone()),
+        &control.broker,
+    ) {
+        sluice_admin::spawn_webhook(url.clone(), broker, &tokio::runtime::Handle::current())?;
+        tracing::info!(webhook = %url, "approval notices are posted to the webhook");
+    }
+    let (Some(admin), Some(oidc)) = (&config.admin, &config.oidc) else {
+        return Ok(None);
+    };
+    let auth = Arc::new(LazyOidc::new(oidc.clone()));
+    auth.warm().await;
+    let (m, s, r, rec) = (
+        Arc::clone(control),
+        Arc::clone(control),
+        Arc::clone(control),
+        Arc::clone(control),
+    );
+    let state = sluice_admin::AdminState {
+        auth,
+        broker: control.broker.clone(),
+        metrics: Arc::new(move || m.metrics()),
+        sessions: Arc::new(move |q: &sluice_admin::SessionQuery| {
+            s.sessions(q.live, q.limit, q.identity.as_deref())
+        }),
+        reload: Arc::new(move || r.reload()),
+        record: Arc::new(move |e| rec.record(e)),
+    };
+    let handle = sluice_admin::spawn(admin, state)?;
+    tracing::info!(url = %handle.url(), "admin API listening");
+    Ok(Some(handle))
+}
