@@ -92,7 +92,15 @@ fn policy_check_explains_decisions_and_masking() {
     );
     let out = Command::new(sluice_lab::sluice_bin())
         .args([
-            "policy", "check", "-c", config, "-i", "operator-psql", "-t", "nope", "select 1",
+            "policy",
+            "check",
+            "-c",
+            config,
+            "-i",
+            "operator-psql",
+            "-t",
+            "nope",
+            "select 1",
         ])
         .output()
         .unwrap();
