@@ -511,7 +511,8 @@ impl Config {
             if self.oidc.is_none() {
                 return Err(invalid(
                     "admin",
-                    "the admin API authenticates callers with ID tokens: add an [oidc] section".into(),
+                    "the admin API authenticates callers with ID tokens: add an [oidc] section"
+                        .into(),
                 ));
             }
             if a.cert.is_some() != a.key.is_some() {
