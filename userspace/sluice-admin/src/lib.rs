@@ -190,7 +190,10 @@ impl AdminHandle {
         &self.runtime
     }
 
-    /// Stops the API and waits for its thread.
+    /// Stops the API and waits for its thread: at most about ten seconds
+    /// (requests in flight get five, then the daemon's callbacks still
+    /// running get five). It blocks, so inside async code call it from
+    /// `spawn_blocking` or at shutdown.
     pub fn stop(mut self) {
         self.stop_inner();
     }
@@ -257,12 +260,21 @@ pub fn spawn_with(
         .thread_name("sluice-admin-blocking")
         .build()
         .map_err(AdminError::Runtime)?;
-    let listener = {
+    let registered = {
         let _entered = runtime.enter();
-        tokio::net::TcpListener::from_std(listener).map_err(|source| AdminError::Bind {
-            addr: config.listen,
-            source,
-        })?
+        tokio::net::TcpListener::from_std(listener)
+    };
+    let listener = match registered {
+        Ok(l) => l,
+        Err(source) => {
+            // Dropping a runtime blocks, which panics inside the daemon's
+            // own runtime; this one has nothing to wait for.
+            runtime.shutdown_background();
+            return Err(AdminError::Bind {
+                addr: config.listen,
+                source,
+            });
+        }
     };
     let (shutdown, stopped) = watch::channel(false);
     let handle = runtime.handle().clone();

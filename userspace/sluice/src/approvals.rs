@@ -42,7 +42,7 @@ pub struct ApprovalsArgs {
 #[derive(Args)]
 struct ApiArgs {
     /// The admin API's URL, e.g. https://sluice.example:9443. Default: from
-    /// [admin] listen in --config.
+    /// `[admin] listen` in --config.
     #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
     /// The daemon's configuration, to find the API when --api is not given.
@@ -108,8 +108,8 @@ pub enum ApprovalsCommand {
             value_delimiter = ','
         )]
         classes: Vec<String>,
-        /// How long: 90s, 30m, 2h, 1h30m, 1d (at most [approvals]
-        /// max_grant_minutes).
+        /// How long: 90s, 30m, 2h, 1h30m, 1d (at most
+        /// `[approvals] max_grant_minutes`).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         duration: u64,
         /// Why (recorded).

@@ -83,7 +83,7 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Sign in at the OpenID provider, for `sluice approvals`.
     ///
-    /// Uses the device flow of the [oidc] section (issuer, client_id): open
+    /// Uses the device flow of the `[oidc]` section (issuer, client_id): open
     /// the page it prints on any device, enter the code, sign in. The ID
     /// token is verified, then saved mode 0600 (--token-file, else
     /// $SLUICE_TOKEN_FILE, else ~/.config/sluice/token.json).
@@ -91,7 +91,7 @@ enum Command {
     Login(login::LoginArgs),
     /// Decide held statements and manage time-window grants.
     ///
-    /// Talks to the daemon's admin API ([admin]) with your ID token (from
+    /// Talks to the daemon's admin API (`[admin]`) with your ID token (from
     /// `sluice login`, $SLUICE_TOKEN or --token-file). Approvers and admins
     /// may decide; auditors may list. Exit status: 0 done; 1 refused by the
     /// API (not allowed, no such request or grant, already approved by
