@@ -297,5 +297,51 @@ listen = "127.0.0.1:9443"
             "{needle} missing from the export:\n{export}"
         );
     }
+    // 7. The admin API's metrics count what happened: five statements
+    // held, two let through (approved, granted), three refused.
+    let metrics = http(&run, "GET", "/metrics", None);
+    for line in [
+        "sluice_statements_total{decision=\"approve\"} 5",
+        "sluice_held_statements_settled_total{outcome=\"allowed\"} 2",
+        "sluice_held_statements_settled_total{outcome=\"refused\"} 3",
+        "sluice_approvals_pending 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+
+    // 8. A reload without the approval rule applies to new sessions; only
+    // an admin may reload.
+    let cfg = std::fs::read_to_string(&run.daemon.config).unwrap();
+    std::fs::write(
+        &run.daemon.config,
+        cfg.replace("action = \"approve\"", "action = \"allow\""),
+    )
+    .unwrap();
+    let refused = http(&run, "POST", "/api/config/reload", Some(&alice));
+    assert!(refused.starts_with("403"), "{refused}");
+    let reloaded = http(&run, "POST", "/api/config/reload", Some(&bob));
+    assert!(reloaded.starts_with("200"), "{reloaded}");
+    let (ok, said) = finish(agent_psql(&run, "create table after_reload (id int)"));
+    assert!(ok, "no longer held after the reload: {said}");
     drop(provider);
+}
+
+/// One HTTP call to the admin API from inside the gateway namespace;
+/// returns "STATUS BODY".
+fn http(run: &GatewayRun, method: &str, path: &str, token: Option<&str>) -> String {
+    let script = format!(
+        "import urllib.request, urllib.error\n\
+         r = urllib.request.Request('{API}{path}', method='{method}', data=b'' if '{method}' == 'POST' else None)\n\
+         t = {token:?}\n\
+         if t: r.add_header('Authorization', 'Bearer ' + t)\n\
+         try:\n\
+         \x20   with urllib.request.urlopen(r, timeout=10) as resp: print(resp.status, resp.read().decode())\n\
+         except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n",
+        token = token.unwrap_or("")
+    );
+    let out = run
+        .lab
+        .gw
+        .try_run(&["python3", "-c", &script], Duration::from_secs(15));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
