@@ -11,7 +11,7 @@
 //! `comms`, `exes`, `containers`. A rule with local conditions never
 //! matches a remote flow and vice versa.
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The name of a workload no identity rule matched.
 pub const UNKNOWN: &str = "unknown";
@@ -28,7 +28,7 @@ pub struct IdentityRule {
     #[serde(default)]
     pub groups: Vec<String>,
     /// Client networks (CIDR or a bare address).
-    #[serde(default, deserialize_with = "nets")]
+    #[serde(default, deserialize_with = "crate::secrets::nets")]
     pub sources: Vec<IpNet>,
     /// Source MAC addresses of the first packet (gateway), any case.
     #[serde(default)]
@@ -133,20 +133,4 @@ fn is_mac(s: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    let raw = Vec::<String>::deserialize(d)?;
-    raw.iter()
-        .map(|s| {
-            s.parse::<IpNet>()
-                .map(|n| n.trunc())
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "`{s}` is not an IP network: expected a CIDR such as \"10.0.1.0/24\" or an address"
-                    ))
-                })
-        })
-        .collect()
 }

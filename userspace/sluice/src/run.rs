@@ -156,7 +156,8 @@ async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         );
     }
     if let Some(admin) = admin {
-        admin.stop();
+        // Joins the API's thread (bounded): off the async workers.
+        let _ = tokio::task::spawn_blocking(move || admin.stop()).await;
     }
     if let Some(log) = &admin_log {
         control::end_admin_session(log).await;
