@@ -5,9 +5,9 @@ use std::{fs, path::PathBuf, time::Duration};
 
 use crate::{
     Scratch,
-    daemon::{Daemon, gateway_config},
+    daemon::{Daemon, gateway_config, jump_config},
     postgres::{self, Postgres, conninfo},
-    topology::GatewayLab,
+    topology::{GatewayLab, JumpLab},
 };
 
 /// A running scenario. Fields drop in order: the daemon (its cleanup runs
@@ -157,5 +157,48 @@ impl GatewayRun {
             .find_map(|l| l.trim().strip_prefix(name))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no counter {name} in `sluice status`:\n{text}"))
+    }
+}
+
+/// The jump-host scenario: one namespace with PostgreSQL 15 and sluice
+/// intercepting the agents' cgroup. Drop order: daemon, database, lab
+/// (cgroup, namespace), scratch.
+pub struct JumpRun {
+    pub daemon: Daemon,
+    pub pg: Postgres,
+    pub lab: JumpLab,
+    pub bpffs: PathBuf,
+    pub scratch: Scratch,
+}
+
+/// Start the jump-host scenario protecting the database's IPv4 and IPv6
+/// addresses; `sections` is appended to the config (e.g. `[[identities]]`).
+pub fn start_jump(tag: &str, sections: &str) -> JumpRun {
+    let scratch = Scratch::new(tag);
+    let lab = JumpLab::up(tag);
+    let pg = Postgres::start(&lab.ns, &scratch.0, 5432);
+    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
+    let cfg = jump_config(
+        &bpffs,
+        &scratch.0,
+        &lab.cgroup,
+        &[("lab-pg", &lab.db_ip, 5432), ("lab-pg6", &lab.db_ip6, 5432)],
+    ) + sections;
+    let cfg_path = scratch.path("sluice.toml");
+    fs::write(&cfg_path, cfg).expect("write the lab config");
+    // The daemon runs inside the agents' cgroup too: its own upstream
+    // connections to the protected address must not be redirected.
+    let daemon = Daemon::start(
+        &lab.ns.path(),
+        &cfg_path,
+        &scratch.path("sluice.log"),
+        Some(&lab.cgroup),
+    );
+    JumpRun {
+        daemon,
+        pg,
+        lab,
+        bpffs,
+        scratch,
     }
 }

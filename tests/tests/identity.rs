@@ -4,15 +4,13 @@
 //! address and ingress interface) and for local processes on a jump host
 //! (cgroup path and command name). A workload no rule matches is
 //! `unknown`, and gets nothing.
-use std::{fs, time::Duration};
+use std::time::Duration;
 
 use sluice_lab::{
-    Scratch,
-    daemon::{Daemon, jump_config, store_dir},
-    postgres::{Postgres, conninfo},
+    daemon::{Daemon, store_dir},
+    postgres::conninfo,
     require_privileged,
     scenario::{self, Custom},
-    topology::JumpLab,
 };
 
 /// The recorded sessions, as `sluice audit list --json` lines, once
@@ -89,43 +87,24 @@ fn j3_local_processes_are_named_by_cgroup_and_command_and_unknown_ones_get_nothi
     if !require_privileged("j3") {
         return;
     }
-    let tag = "j3";
-    let scratch = Scratch::new(tag);
-    let lab = JumpLab::up(tag);
-    let pg = Postgres::start(&lab.ns, &scratch.0, 5432);
-    let bpffs = std::path::PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let cgroup_path = format!(
-        "/{}",
-        lab.cgroup
-            .strip_prefix(sluice_lab::topology::cgroup2_root())
-            .unwrap()
-            .display()
-    );
-    let cfg = jump_config(
-        &bpffs,
-        &scratch.0,
-        &lab.cgroup,
-        &[("lab-pg", &lab.db_ip, 5432)],
-    ) + &format!(
-        r#"
+    // The cgroup JumpLab makes, as /proc/PID/cgroup shows it.
+    let cgroup = "/sluice-lab-j3";
+    let run = scenario::start_jump(
+        "j3",
+        &format!(
+            r#"
 [[identities]]
 name = "psql-operator"
 groups = ["operators"]
-cgroups = ["{cgroup_path}"]
+cgroups = ["{cgroup}"]
 comms = ["psql"]
 
 [policy]
 default = "allow"
 "#
+        ),
     );
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let daemon = Daemon::start(
-        &lab.ns.path(),
-        &cfg_path,
-        &scratch.path("sluice.log"),
-        Some(&lab.cgroup),
-    );
+    let (daemon, lab) = (&run.daemon, &run.lab);
     let info = conninfo(&lab.db_ip, 5432);
     // psql in the agents' cgroup: psql-operator, and the default allows it.
     let out = lab
@@ -175,7 +154,7 @@ default = "allow"
         log.contains("identity=unknown") && log.contains("matched_by=unmatched"),
         "{log}"
     );
-    let sessions = recorded(&daemon, &scratch.0, 2);
+    let sessions = recorded(daemon, &run.scratch.0, 2);
     let names: Vec<&str> = sessions
         .iter()
         .filter_map(|s| s["identity"].as_str())
@@ -184,8 +163,4 @@ default = "allow"
         names.contains(&"psql-operator") && names.contains(&"unknown"),
         "{sessions:?}"
     );
-    drop(daemon);
-    drop(pg);
-    drop(lab);
-    let _ = fs::remove_dir_all(&bpffs);
 }

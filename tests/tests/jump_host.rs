@@ -4,53 +4,18 @@
 //! Everything runs in a namespace the test made, whose only interfaces are
 //! `lo` and a veth pair (both ends inside) holding the database's address: a packet that
 //! escaped interception still could not leave the machine.
-use std::{fs, path::PathBuf, process::Output, time::Duration};
+use std::{process::Output, time::Duration};
 
 use sluice_lab::{
-    Scratch,
-    daemon::{Daemon, jump_config},
     postgres::{Postgres, conninfo},
     require_privileged,
-    topology::JumpLab,
+    scenario::{self, JumpRun},
 };
 
-/// Drop order: daemon, database, lab (cgroup, namespace), scratch.
-struct Setup {
-    daemon: Daemon,
-    pg: Postgres,
-    lab: JumpLab,
-    bpffs: PathBuf,
-    _scratch: Scratch,
-}
+type Setup = JumpRun;
 
 fn setup(tag: &str) -> Setup {
-    let scratch = Scratch::new(tag);
-    let lab = JumpLab::up(tag);
-    let pg = Postgres::start(&lab.ns, &scratch.0, 5432);
-    let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let cfg = jump_config(
-        &bpffs,
-        &scratch.0,
-        &lab.cgroup,
-        &[("lab-pg", &lab.db_ip, 5432), ("lab-pg6", &lab.db_ip6, 5432)],
-    );
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).unwrap();
-    // The daemon runs inside the agents' cgroup too: its own upstream
-    // connections to the protected address must not be redirected.
-    let daemon = Daemon::start(
-        &lab.ns.path(),
-        &cfg_path,
-        &scratch.path("sluice.log"),
-        Some(&lab.cgroup),
-    );
-    Setup {
-        daemon,
-        pg,
-        lab,
-        bpffs,
-        _scratch: scratch,
-    }
+    scenario::start_jump(tag, "")
 }
 
 /// Python in the agents' cgroup: connect, report the peer as the process

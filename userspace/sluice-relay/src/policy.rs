@@ -152,13 +152,13 @@ impl RuleSession {
         });
         let id = ticket.id().unwrap_or("none").to_string();
         let timeout = broker.config().timeout_secs;
-        let wait = async move {
-            let verdict = ticket.wait().await;
-            settled(verdict, &rule, timeout)
+        let wait = {
+            let rule = rule.clone();
+            async move { settled(ticket.wait().await, &rule, timeout) }
         };
         Decision::Hold(Hold {
             id,
-            rule: format!("{}: {}", v.rule, v.reason),
+            rule,
             wait: Box::pin(wait),
         })
     }
