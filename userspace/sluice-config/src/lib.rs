@@ -292,8 +292,9 @@ pub struct Target {
     pub address: IpNet,
     /// TCP port.
     pub port: u16,
-    /// Wire protocol: `postgres` (sessions are parsed and policed) or `tcp`
-    /// (relayed opaquely, logged as uninspected).
+    /// Wire protocol: `postgres` or `mysql` (sessions are parsed and
+    /// policed) or `tcp` (relayed opaquely, logged as uninspected). When
+    /// left out: `mysql` for port 3306, `postgres` otherwise.
     #[serde(default)]
     pub protocol: Protocol,
     /// Who authenticates to the database: the client (`passthrough`) or
@@ -350,9 +351,16 @@ pub enum Protocol {
     /// PostgreSQL protocol 3.0.
     #[default]
     Postgres,
+    /// The MySQL client/server protocol (MySQL and MariaDB).
+    #[serde(alias = "mariadb")]
+    Mysql,
     /// An opaque byte relay: no statement is seen, none is policed.
     Tcp,
 }
+
+/// MySQL's and MariaDB's registered port: targets on it speak MySQL unless
+/// their `protocol` says otherwise.
+pub const MYSQL_PORT: u16 = 3306;
 
 impl Config {
     /// The target protecting `dst`, if any (most specific network first).
@@ -401,12 +409,34 @@ impl Config {
 
     /// Parse and validate configuration text; `path` only labels errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        config.default_protocols(text);
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// A target without `protocol` on MySQL's port speaks MySQL.
+    fn default_protocols(&mut self, text: &str) {
+        let Ok(raw) = toml::from_str::<toml::Table>(text) else {
+            return;
+        };
+        let given: Vec<bool> = raw
+            .get("targets")
+            .and_then(|t| t.as_array())
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| t.get("protocol").is_some())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (t, given) in self.targets.iter_mut().zip(given) {
+            if !given && t.port == MYSQL_PORT {
+                t.protocol = Protocol::Mysql;
+            }
+        }
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -746,6 +776,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.targets[0].address.to_string(), "fd00::/64");
+    }
+
+    /// One line per target: port and `protocol` as written → what sluice
+    /// speaks.
+    #[test]
+    fn protocol_defaults_by_port() {
+        let cases = [
+            ("3306", "", Protocol::Mysql),
+            ("3306", "protocol = \"tcp\"\n", Protocol::Tcp),
+            ("3306", "protocol = \"postgres\"\n", Protocol::Postgres),
+            ("5432", "", Protocol::Postgres),
+            ("13306", "protocol = \"mysql\"\n", Protocol::Mysql),
+            ("13306", "protocol = \"mariadb\"\n", Protocol::Mysql),
+            ("13306", "", Protocol::Postgres),
+        ];
+        for (port, protocol, want) in cases {
+            let c = parse(&format!(
+                "[gateway]\ninterfaces = [\"eth1\"]\n{TARGET}[[targets]]\nname = \"m\"\naddress = \"10.0.0.6\"\nport = {port}\n{protocol}"
+            ))
+            .unwrap();
+            assert_eq!(c.targets[0].protocol, Protocol::Postgres);
+            assert_eq!(c.targets[1].protocol, want, "port {port} {protocol:?}");
+        }
     }
 
     /// The shipped examples must always load: they are what operators copy.
