@@ -426,11 +426,7 @@ impl Config {
         let given: Vec<bool> = raw
             .get("targets")
             .and_then(|t| t.as_array())
-            .map(|ts| {
-                ts.iter()
-                    .map(|t| t.get("protocol").is_some())
-                    .collect()
-            })
+            .map(|ts| ts.iter().map(|t| t.get("protocol").is_some()).collect())
             .unwrap_or_default();
         for (t, given) in self.targets.iter_mut().zip(given) {
             if !given && t.port == MYSQL_PORT {
@@ -500,6 +496,12 @@ impl Config {
                 return Err(invalid(
                     &format!("targets[{i}].protocol"),
                     "auth and upstream_tls need a protocol sluice speaks; a `tcp` target is relayed opaquely".into(),
+                ));
+            }
+            if t.auth == AuthMode::Inject && t.protocol == Protocol::Mysql {
+                return Err(invalid(
+                    &format!("targets[{i}].auth"),
+                    "auth = \"inject\" is not available for MySQL targets yet; use \"passthrough\" (clients log in with their own credentials)".into(),
                 ));
             }
             if t.auth == AuthMode::Inject && self.proxy.secrets_file.is_none() {
@@ -843,6 +845,12 @@ mod tests {
             (
                 format!("{gw}[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 70000\n"),
                 "port",
+            ),
+            (
+                format!(
+                    "{gw}[proxy]\nsecrets_file = \"/s\"\n[[targets]]\nname = \"m\"\naddress = \"10.0.0.1\"\nport = 3306\nauth = \"inject\"\n"
+                ),
+                "targets[0].auth",
             ),
             (
                 "[gateway]\ninterfaces = []\n".to_string() + TARGET,

@@ -94,6 +94,9 @@ pub struct Settled {
 /// Who a session is, for policies that decide per identity and target.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionInfo<'a> {
+    /// The wire protocol: "postgres" or "mysql" (the SQL dialect the
+    /// statements are in).
+    pub protocol: &'a str,
     /// The workload identity the session is recorded under.
     pub identity: &'a str,
     /// The identity's groups.
@@ -185,6 +188,22 @@ pub struct Column {
     /// Describe of the portal), or else the statement's description with
     /// the result-format codes of the Bind that created the portal.
     pub format: Format,
+    /// Where the values come from by name, when the protocol says so
+    /// (MySQL's column definitions name the database, table and column a
+    /// plain column reads; PostgreSQL's give OIDs instead, and leave this
+    /// `None`).
+    pub origin: Option<ColumnOrigin>,
+}
+
+/// The table column a result column reads, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ColumnOrigin {
+    /// Database (MySQL) or schema.
+    pub schema: String,
+    /// Table, as defined (not its alias in the query).
+    pub table: String,
+    /// Column, as defined (not its label in the query).
+    pub column: String,
 }
 
 /// The format of a COPY TO STDOUT stream (or of the server's half of

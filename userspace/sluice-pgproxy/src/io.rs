@@ -14,12 +14,12 @@ use tokio::{
 };
 
 /// Read half of a split [`Conn`].
-pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// Write half of a split [`Conn`].
-pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One leg of a session.
-pub(crate) enum Conn {
+pub enum Conn {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS that sluice terminates (the client's leg).
@@ -30,13 +30,13 @@ pub(crate) enum Conn {
 
 impl Conn {
     /// Whether the leg is encrypted.
-    pub(crate) fn is_tls(&self) -> bool {
+    pub fn is_tls(&self) -> bool {
         !matches!(self, Conn::Plain(_))
     }
 
     /// Halves for the two directions. Plain TCP splits without a lock; a
     /// TLS stream shares one session state between its halves.
-    pub(crate) fn split(self) -> (ReadHalf, WriteHalf) {
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
         match self {
             Conn::Plain(s) => {
                 let (r, w) = s.into_split();

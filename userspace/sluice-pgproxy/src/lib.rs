@@ -18,7 +18,7 @@
 pub mod cancel;
 pub mod hooks;
 mod inject;
-mod io;
+pub mod io;
 mod pipeline;
 mod record;
 mod results;
@@ -32,8 +32,9 @@ use std::{
 
 pub use cancel::CancelRegistry;
 pub use hooks::{
-    Column, CopyFormat, Decision, Fields, Format, Hold, Notification, PatternPolicy, Policy,
-    Rewrite, RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Settled, Statement, Value,
+    Column, ColumnOrigin, CopyFormat, Decision, Fields, Format, Hold, Notification, PatternPolicy,
+    Policy, Rewrite, RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Settled, Statement,
+    Value,
 };
 pub use inject::token_hash;
 use sluice_config::secrets::Secrets;
@@ -134,7 +135,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    /// Add `n` to one of the counters.
+    pub fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
         counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }

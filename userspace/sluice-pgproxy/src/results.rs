@@ -578,6 +578,7 @@ fn column(f: FieldDescription) -> Column {
         type_size: f.type_size,
         type_modifier: f.type_modifier,
         format: Format::from_code(f.format),
+        origin: None,
     }
 }
 

@@ -394,6 +394,7 @@ where
             // client's first statement (the client waits for this
             // ReadyForQuery meanwhile).
             let mut policy = config.policy.session(&crate::SessionInfo {
+                protocol: "postgres",
                 identity: route.identity,
                 groups: route.groups,
                 target: &route.target.name,

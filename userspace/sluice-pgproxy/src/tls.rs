@@ -165,10 +165,7 @@ impl UpstreamTls {
     }
 
     /// The connector and the name to present and check, or None for plain.
-    pub(crate) fn connector(
-        &self,
-        dialled: IpAddr,
-    ) -> Option<(&TlsConnector, ServerName<'static>)> {
+    pub fn connector(&self, dialled: IpAddr) -> Option<(&TlsConnector, ServerName<'static>)> {
         let ip = ServerName::IpAddress(dialled.into());
         match self {
             UpstreamTls::Disable => None,
@@ -181,7 +178,7 @@ impl UpstreamTls {
     }
 
     /// Whether a database that declines TLS ends the session.
-    pub(crate) fn required(&self) -> bool {
+    pub fn required(&self) -> bool {
         matches!(
             self,
             UpstreamTls::Require(_) | UpstreamTls::VerifyFull { .. }
@@ -189,7 +186,7 @@ impl UpstreamTls {
     }
 
     /// The libpq-style mode name, for messages.
-    pub(crate) fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> &'static str {
         match self {
             UpstreamTls::Disable => "disable",
             UpstreamTls::Prefer(_) => "prefer",

@@ -5,7 +5,8 @@
 //! inside a span carrying the session id, capped by a semaphore; `session.rs`
 //! resolves the original destination and identity facts, dials upstream with
 //! the upstream mark and relays bytes both ways. Protocol-aware sessions
-//! (PostgreSQL, MySQL) will replace the byte relay inside `session.rs`.
+//! (PostgreSQL, MySQL) run their session engines instead of the byte relay
+//! (`sluice-pgproxy`, `sluice-myproxy`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -77,6 +78,8 @@ pub struct Relay {
     shutdown: watch::Receiver<bool>,
     live: std::sync::Mutex<std::collections::BTreeMap<u64, LiveSession>>,
     connections_total: AtomicU64,
+    /// Which database thread each MySQL session holds (`KILL` checks).
+    kills: sluice_myproxy::KillRegistry,
 }
 
 #[derive(Clone)]
@@ -145,6 +148,9 @@ pub enum SessionError {
     /// The PostgreSQL session ended with an error.
     #[error("postgres session: {0}")]
     Postgres(#[from] sluice_pgproxy::PgError),
+    /// The MySQL session ended with an error.
+    #[error("mysql session: {0}")]
+    Mysql(#[from] sluice_myproxy::MyError),
 }
 
 impl Relay {
@@ -169,6 +175,7 @@ impl Relay {
             shutdown,
             live: Default::default(),
             connections_total: AtomicU64::new(0),
+            kills: Default::default(),
         })
     }
 

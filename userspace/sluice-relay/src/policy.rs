@@ -28,8 +28,8 @@ use std::{
 
 use sluice_approvals::{Broker, NewRequest, Verdict};
 use sluice_pgproxy::{
-    Column, CopyFormat, Decision, Fields, Format, Notification, Policy, Rewrite, RewriteOrDrop,
-    Rewriter, SessionInfo, SessionPolicy, Statement, Value,
+    Column, ColumnOrigin, CopyFormat, Decision, Fields, Format, Notification, Policy, Rewrite,
+    RewriteOrDrop, Rewriter, SessionInfo, SessionPolicy, Statement, Value,
 };
 use sluice_pgproxy::{Hold, Settled};
 use sluice_policy::{
@@ -87,7 +87,9 @@ impl Policy for RulePolicy {
             .get(&key)
             .filter(|(at, _)| at.elapsed() < CATALOG_TTL)
             .map(|(_, oids)| Arc::clone(oids));
+        let mysql = info.protocol == "mysql";
         Box::new(RuleSession {
+            mysql,
             unmasked: rules.unmasked(),
             rules,
             labels: Arc::default(),
@@ -96,7 +98,9 @@ impl Policy for RulePolicy {
             engine: Arc::clone(&self.engine),
             catalog: Arc::clone(&self.catalog),
             key,
-            oids: cached,
+            // MySQL's column definitions name each column's origin: no
+            // catalog lookup is needed.
+            oids: if mysql { Some(Oids::default()) } else { cached },
             approvals: self.approvals.clone(),
             who: NewRequest {
                 identity: info.identity.into(),
@@ -114,6 +118,8 @@ impl Policy for RulePolicy {
 type Labels = Arc<Mutex<BTreeMap<String, MaskFormat>>>;
 
 struct RuleSession {
+    /// Statements are MySQL's dialect (else PostgreSQL's).
+    mysql: bool,
     rules: SessionRules,
     unmasked: bool,
     labels: Labels,
@@ -286,6 +292,11 @@ impl SessionPolicy for RuleSession {
             return None;
         }
         Some(Box::new(Masking {
+            origins: Origins {
+                engine: Arc::clone(&self.engine),
+                target: self.key.0.clone(),
+                known: HashMap::new(),
+            },
             labels: Arc::clone(&self.labels),
             oids: self.oids.clone().unwrap_or_default(),
             scanner: self.scanner.clone(),
@@ -298,8 +309,35 @@ impl SessionPolicy for RuleSession {
     }
 }
 
+/// Sensitive columns by name, for protocols whose result columns say
+/// where they come from (MySQL), with the answers remembered.
+struct Origins {
+    engine: Arc<Engine>,
+    target: String,
+    known: HashMap<ColumnOrigin, Option<MaskFormat>>,
+}
+
+impl Origins {
+    fn format(&mut self, origin: &ColumnOrigin) -> Option<MaskFormat> {
+        if let Some(f) = self.known.get(origin) {
+            return *f;
+        }
+        let f = self.engine.sensitive_format(
+            &self.target,
+            &origin.schema,
+            &origin.table,
+            &origin.column,
+        );
+        if self.known.len() < 4096 {
+            self.known.insert(origin.clone(), f);
+        }
+        f
+    }
+}
+
 /// Masks one session's results.
 pub struct Masking {
+    origins: Origins,
     labels: Labels,
     /// Sensitive columns by (table OID, attnum): RowDescription says where
     /// a plain column comes from, whatever its name in the query.
@@ -332,11 +370,15 @@ impl Masking {
         v: &'v [u8],
     ) -> Option<Value<'v>> {
         if let Some(c) = column
-            && let Some(format) = labels.get(&c.name).copied().or_else(|| {
-                (c.table_oid != 0)
-                    .then(|| self.oids.get(&(c.table_oid, c.column)).copied())
-                    .flatten()
-            })
+            && let Some(format) = labels
+                .get(&c.name)
+                .copied()
+                .or_else(|| {
+                    (c.table_oid != 0)
+                        .then(|| self.oids.get(&(c.table_oid, c.column)).copied())
+                        .flatten()
+                })
+                .or_else(|| c.origin.as_ref().and_then(|o| self.origins.format(o)))
         {
             self.count(&c.name);
             return Some(
@@ -545,6 +587,7 @@ mod tests {
 
     fn info() -> SessionInfo<'static> {
         SessionInfo {
+            protocol: "postgres",
             identity: "host:10.0.0.2",
             groups: &[],
             target: "pg",
@@ -562,6 +605,7 @@ mod tests {
             type_size: -1,
             type_modifier: -1,
             format: Format::Text,
+            origin: None,
         }
     }
 

@@ -70,9 +70,9 @@ async fn relay_one(
     });
     client.set_nodelay(true)?;
     let engine = target
-        .filter(|t| t.protocol == Protocol::Postgres)
-        .and_then(|t| relay.settings.targets.get(&t.name));
-    if let Some(target) = engine {
+        .filter(|t| t.protocol != Protocol::Tcp)
+        .and_then(|t| Some((t.protocol, relay.settings.targets.get(&t.name)?)));
+    if let Some((protocol, target)) = engine {
         let workload = sluice_pgproxy::Workload {
             addr: facts.client().0.ip(),
             uid: match &facts {
@@ -100,6 +100,26 @@ async fn relay_one(
             policy: rules.policy,
             ..relay.settings.postgres.clone()
         };
+        if protocol == Protocol::Mysql {
+            return match sluice_myproxy::serve(client, route, &config, &relay.kills, dial_to).await
+            {
+                Ok(s) => {
+                    tracing::info!(
+                        user = s.user.as_deref().unwrap_or(""),
+                        database = s.database.as_deref().unwrap_or(""),
+                        client_tls = s.client_tls,
+                        upstream_tls = s.upstream_tls,
+                        statements_allowed = s.statements_allowed,
+                        statements_denied = s.statements_denied,
+                        client_lost = s.client_lost.as_deref().unwrap_or(""),
+                        recorded = s.session_id.unwrap_or(0),
+                        "mysql session ended"
+                    );
+                    Ok((facts, dst, s.bytes_up, s.bytes_down))
+                }
+                Err(e) => Err(SessionError::Mysql(e)),
+            };
+        }
         return match sluice_pgproxy::serve(client, route, &config, dial_to).await {
             Ok(s) => {
                 tracing::info!(

@@ -1,0 +1,527 @@
+//! The handshake: from the database's greeting to the first command.
+//!
+//! 1. The database leg is dialled first (in MySQL the server speaks first).
+//!    A database that cannot be reached is reported to the client as an
+//!    ERR packet in place of the greeting, as a server refusing a
+//!    connection would.
+//! 2. The greeting is relayed with the capabilities sluice cannot honour
+//!    struck out: compression (the session would be opaque), query
+//!    attributes, optional or cached result metadata (rows could not be
+//!    told apart), MariaDB's progress reports, bulk and multi commands.
+//!    SSL is offered when sluice has a client-leg certificate.
+//! 3. The client's SSLRequest is answered with a TLS handshake; its
+//!    HandshakeResponse is checked (protocol 4.1, no compression, TLS if
+//!    required) and forwarded with `CLIENT_LOCAL_FILES` cleared (the
+//!    database then refuses `LOAD DATA LOCAL` itself, behind the policy's
+//!    own refusal), after sluice's own SSLRequest and TLS handshake when
+//!    the target wants TLS.
+//! 4. Authentication is relayed both ways until the database says OK or
+//!    ERR — any plugin (native password, caching_sha2 fast and full,
+//!    ed25519), as sluice only moves the packets — with sequence ids
+//!    renumbered, since one leg may have spent an id on TLS and the other
+//!    not.
+//!
+//! Steps 1–4 must finish within [`STARTUP_TIMEOUT`].
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sluice_mywire::{
+    Packet, caps,
+    handshake::{Greeting, HandshakeResponse, SslRequest, is_ssl_request},
+    packet,
+    response::ErrPacket,
+};
+use sluice_pgproxy::{Route, SessionConfig, SessionInfo, Summary, TargetAuth, io::Conn};
+use sluice_store::event::{Event, SessionEnd, SessionStart};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::{KillRegistry, MyError, codes, session};
+
+/// Longest a session may take from connect to the first command.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest handshake packet accepted from either side.
+const MAX_HANDSHAKE: usize = 64 * 1024;
+
+/// Authentication round trips before sluice gives up on a login.
+const MAX_AUTH_STEPS: usize = 16;
+
+/// Capabilities sluice never lets a session negotiate (see the module doc).
+const STRUCK: u64 = caps::COMPRESS
+    | caps::ZSTD_COMPRESSION
+    | caps::QUERY_ATTRIBUTES
+    | caps::OPTIONAL_RESULTSET_METADATA
+    | caps::MULTI_FACTOR_AUTH
+    | caps::MARIADB_PROGRESS
+    | caps::MARIADB_COM_MULTI
+    | caps::MARIADB_STMT_BULK_OPERATIONS
+    | caps::MARIADB_EXTENDED_METADATA
+    | caps::MARIADB_CACHE_METADATA;
+
+/// Serve one client whose connection was headed for `route.original`.
+/// `dial` opens the database connection.
+pub async fn run<F, Fut>(
+    client: TcpStream,
+    route: Route<'_>,
+    config: &SessionConfig,
+    kills: &KillRegistry,
+    dial: F,
+) -> Result<Summary, MyError>
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
+{
+    let mut summary = Summary::default();
+    let started = std::time::Instant::now();
+    let established = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        establish(client, &route, config, dial, &mut summary),
+    )
+    .await
+    .map_err(|_| MyError::Refused("handshake did not complete within 60 s".into()))
+    .and_then(|r| r);
+    let ready = match established {
+        Ok(Some(ready)) => ready,
+        Ok(None) | Err(_) if summary.user.is_none() => return established.map(|_| summary),
+        Ok(None) => {
+            record_refused(&route, config, &summary, "login refused by the database");
+            return Ok(summary);
+        }
+        Err(e) => {
+            record_refused(&route, config, &summary, &e.to_string());
+            return Err(e);
+        }
+    };
+    let log = config
+        .store
+        .as_ref()
+        .map(|store| store.begin(start_event(&route, &summary)));
+    summary.session_id = log.as_ref().map(|l| l.id());
+    let registered = kills.register(route.original, ready.thread, route.identity);
+    let result = session::run(
+        ready,
+        session::Context {
+            config,
+            log: log.as_ref(),
+            kills,
+            route: &route,
+            killed: registered.signal(),
+        },
+        &mut summary,
+    )
+    .await;
+    drop(registered);
+    let result = match result {
+        Err(MyError::Io {
+            leg: "client",
+            source,
+        }) => {
+            summary.client_lost = Some(source.to_string());
+            Ok(())
+        }
+        other => other,
+    };
+    if let Some(log) = &log {
+        let reason = match &result {
+            Ok(()) => match &summary.client_lost {
+                Some(e) => format!("client connection lost: {e}"),
+                None => summary.end_reason.unwrap_or("ended").to_owned(),
+            },
+            Err(e) => e.to_string(),
+        };
+        log.record(&Event::SessionEnd(SessionEnd {
+            reason,
+            statements: summary.statements_allowed,
+            denied: summary.statements_denied,
+            bytes_up: summary.bytes_up,
+            bytes_down: summary.bytes_down,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
+    }
+    result.map(|()| summary)
+}
+
+/// The session start event.
+fn start_event(route: &Route<'_>, summary: &Summary) -> SessionStart {
+    SessionStart {
+        protocol: "mysql".into(),
+        identity: route.identity.to_owned(),
+        groups: route.groups.to_vec(),
+        facts: route.facts.clone(),
+        original: route.original.to_string(),
+        target: route.target.name.clone(),
+        user: summary.user.clone(),
+        database: summary.database.clone(),
+        application: summary.application.clone(),
+        client_tls: summary.client_tls,
+        upstream_tls: summary.upstream_tls,
+        auth: match route.target.auth {
+            TargetAuth::Passthrough => "passthrough",
+            TargetAuth::Inject(_) => "inject",
+        }
+        .into(),
+        upstream_user: summary.upstream_user.clone(),
+    }
+}
+
+/// Record a session that never became ready: its start and its end.
+fn record_refused(route: &Route<'_>, config: &SessionConfig, summary: &Summary, why: &str) {
+    if let Some(store) = &config.store {
+        let log = store.begin(start_event(route, summary));
+        log.record(&Event::SessionEnd(SessionEnd {
+            reason: why.to_owned(),
+            ..SessionEnd::default()
+        }));
+    }
+}
+
+/// A session past authentication, ready for commands.
+pub(crate) struct Ready {
+    pub(crate) client: Conn,
+    pub(crate) upstream: Conn,
+    pub(crate) cbuf: BytesMut,
+    pub(crate) ubuf: BytesMut,
+    /// The capabilities the client and the database agreed on.
+    pub(crate) caps: u64,
+    /// The database thread (connection id) the session holds.
+    pub(crate) thread: u32,
+    pub(crate) policy: Box<dyn sluice_pgproxy::SessionPolicy>,
+}
+
+/// Steps 1–4; None when the login ended normally without a session (the
+/// database refused it, and the client was told).
+async fn establish<F, Fut>(
+    client: TcpStream,
+    route: &Route<'_>,
+    config: &SessionConfig,
+    dial: F,
+    summary: &mut Summary,
+) -> Result<Option<Ready>, MyError>
+where
+    F: FnOnce(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
+{
+    let mut client = Conn::Plain(client);
+    if let TargetAuth::Inject(_) = route.target.auth {
+        return Err(refused(
+            &mut client,
+            0,
+            codes::NOT_SUPPORTED,
+            "08004",
+            format!(
+                "sluice: credential injection is not available for MySQL target `{}`; the operator must set auth = \"passthrough\"",
+                route.target.name
+            ),
+        )
+        .await);
+    }
+    // 1. The database first.
+    let tcp = match dial(route.original).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            return Err(refused(
+                &mut client,
+                0,
+                codes::UNREACHABLE,
+                "08S01",
+                format!("sluice: cannot reach the database {}: {e}", route.original),
+            )
+            .await);
+        }
+    };
+    let mut upstream = Conn::Plain(tcp);
+    let (mut cbuf, mut ubuf) = (BytesMut::with_capacity(8192), BytesMut::with_capacity(8192));
+    let greeting_packet = read(&mut upstream, &mut ubuf, MAX_HANDSHAKE, "upstream").await?;
+    if sluice_mywire::response::is_err(&greeting_packet.payload) {
+        // Too many connections, host blocked: the client hears it as is.
+        write(&mut client, &greeting_packet.raw, "client").await?;
+        let why = ErrPacket::parse(&greeting_packet.payload)
+            .map(|e| e.message)
+            .unwrap_or_else(|e| e.to_string());
+        return Err(MyError::Refused(format!(
+            "the database refused the connection: {why}"
+        )));
+    }
+    let greeting =
+        Greeting::parse(&greeting_packet.payload).map_err(|source| MyError::Protocol {
+            leg: "upstream",
+            source,
+        })?;
+    let thread = greeting.connection_id;
+
+    // 2. What the client is offered.
+    let mut offered = greeting.capabilities & !STRUCK & !caps::SSL;
+    if config.client_tls.is_some() {
+        offered |= caps::SSL;
+    }
+    let relayed = Greeting {
+        capabilities: offered,
+        ..greeting.clone()
+    };
+    send(&mut client, 0, &relayed.encode(), "client").await?;
+
+    // 3. The client's answer, over TLS if it asks.
+    let mut first = read(&mut client, &mut cbuf, MAX_HANDSHAKE, "client").await?;
+    if is_ssl_request(&first.payload) {
+        let Some(tls) = &config.client_tls else {
+            return Err(refused(
+                &mut client,
+                first.seq.wrapping_add(1),
+                codes::NOT_SUPPORTED,
+                "08004",
+                "sluice: TLS was not offered on this connection".into(),
+            )
+            .await);
+        };
+        if !cbuf.is_empty() {
+            // Bytes sent before the TLS handshake would be read as if they
+            // had come over TLS.
+            return Err(MyError::Protocol {
+                leg: "client",
+                source: sluice_mywire::CodecError::Malformed(
+                    "data sent before the TLS handshake".into(),
+                ),
+            });
+        }
+        let Conn::Plain(tcp) = client else {
+            return Err(MyError::Refused("TLS requested twice".into()));
+        };
+        client = match tls.acceptor.accept(tcp).await {
+            Ok(s) => Conn::Accepted(Box::new(s)),
+            Err(source) => {
+                return Err(MyError::Tls {
+                    leg: "client",
+                    source,
+                });
+            }
+        };
+        first = read(&mut client, &mut cbuf, MAX_HANDSHAKE, "client").await?;
+    } else if config.client_tls.as_ref().is_some_and(|t| t.require) {
+        return Err(refused(
+            &mut client,
+            first.seq.wrapping_add(1),
+            codes::ACCESS_DENIED,
+            "08004",
+            "sluice: this proxy requires TLS; connect with --ssl (or ssl_mode=REQUIRED)".into(),
+        )
+        .await);
+    }
+    summary.client_tls = client.is_tls();
+    let client_seq = first.seq;
+    let response = match HandshakeResponse::parse(&first.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(refused(
+                &mut client,
+                client_seq.wrapping_add(1),
+                codes::MALFORMED,
+                "08S01",
+                format!("sluice: invalid handshake response: {e}"),
+            )
+            .await);
+        }
+    };
+    summary.user = Some(String::from_utf8_lossy(&response.user).into_owned());
+    summary.database = response
+        .database
+        .as_ref()
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    summary.application = response
+        .attributes
+        .iter()
+        .find(|(k, _)| k.as_slice() == b"program_name")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    if response.capabilities & (caps::COMPRESS | caps::ZSTD_COMPRESSION) != 0 {
+        return Err(refused(
+            &mut client,
+            client_seq.wrapping_add(1),
+            codes::NOT_SUPPORTED,
+            "08004",
+            "sluice: the compressed protocol is not supported (sluice must read every statement); connect without compression".into(),
+        )
+        .await);
+    }
+    let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
+
+    // The database leg's TLS, as the target says.
+    let ip = route.original.ip();
+    let tls = &route.target.tls;
+    let mut up_seq = 1u8;
+    if let Some((connector, name)) = tls.connector(ip) {
+        if greeting.capabilities & caps::SSL != 0 {
+            let request = SslRequest {
+                capabilities: (agreed & !caps::SSL) | caps::SSL,
+                max_packet: response.max_packet,
+                charset: response.charset,
+            };
+            send(&mut upstream, up_seq, &request.encode(), "upstream").await?;
+            up_seq = up_seq.wrapping_add(1);
+            let Conn::Plain(tcp) = upstream else {
+                return Err(MyError::Refused("database TLS negotiated twice".into()));
+            };
+            upstream = match connector.connect(name, tcp).await {
+                Ok(s) => Conn::Dialled(Box::new(s)),
+                Err(e) => {
+                    return Err(refused(
+                        &mut client,
+                        client_seq.wrapping_add(1),
+                        codes::UNREACHABLE,
+                        "08S01",
+                        format!(
+                            "sluice: TLS to the database failed (upstream_tls = \"{}\"): {e}",
+                            tls.mode()
+                        ),
+                    )
+                    .await);
+                }
+            };
+        } else if tls.required() {
+            return Err(refused(
+                &mut client,
+                client_seq.wrapping_add(1),
+                codes::UNREACHABLE,
+                "08S01",
+                format!(
+                    "sluice: the database does not offer TLS and upstream_tls = \"{}\"",
+                    tls.mode()
+                ),
+            )
+            .await);
+        }
+    }
+    summary.upstream_tls = upstream.is_tls();
+    agreed = if upstream.is_tls() {
+        agreed | caps::SSL
+    } else {
+        agreed & !caps::SSL
+    };
+    let forwarded = HandshakeResponse {
+        capabilities: agreed,
+        ..response
+    };
+    send(&mut upstream, up_seq, &forwarded.encode(), "upstream").await?;
+
+    // 4. Authentication, relayed. `delta` maps client ids to database ids.
+    let delta = up_seq.wrapping_sub(client_seq);
+    for _ in 0..MAX_AUTH_STEPS {
+        tokio::select! {
+            p = read(&mut upstream, &mut ubuf, MAX_HANDSHAKE, "upstream") => {
+                let p = p?;
+                send(&mut client, p.seq.wrapping_sub(delta), &p.payload, "client").await?;
+                match p.payload.first() {
+                    Some(0x00) => {
+                        let info = SessionInfo {
+                            protocol: "mysql",
+                            identity: route.identity,
+                            groups: route.groups,
+                            target: &route.target.name,
+                            user: summary.user.as_deref().unwrap_or(""),
+                            database: summary.database.as_deref().unwrap_or(""),
+                        };
+                        let policy = config.policy.session(&info);
+                        return Ok(Some(Ready {
+                            client,
+                            upstream,
+                            cbuf,
+                            ubuf,
+                            caps: agreed & !caps::SSL,
+                            thread,
+                            policy,
+                        }));
+                    }
+                    Some(0xFF) => {
+                        let why = ErrPacket::parse(&p.payload)
+                            .map(|e| e.message)
+                            .unwrap_or_default();
+                        tracing::info!(error = %why, "the database refused the login");
+                        return Ok(None);
+                    }
+                    _ => {}
+                }
+            }
+            p = read(&mut client, &mut cbuf, MAX_HANDSHAKE, "client") => {
+                let p = p?;
+                send(&mut upstream, p.seq.wrapping_add(delta), &p.payload, "upstream").await?;
+            }
+        }
+    }
+    Err(MyError::Refused(format!(
+        "authentication took more than {MAX_AUTH_STEPS} steps"
+    )))
+}
+
+/// Read one whole packet; the end of the stream is an I/O error on `leg`.
+pub(crate) async fn read(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    max: usize,
+    leg: &'static str,
+) -> Result<Packet, MyError> {
+    loop {
+        match packet::decode(buf, max) {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => {}
+            Err(source) => return Err(MyError::Protocol { leg, source }),
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        let n = stream
+            .read_buf(buf)
+            .await
+            .map_err(|source| MyError::Io { leg, source })?;
+        if n == 0 {
+            return Err(MyError::Io {
+                leg,
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+    }
+}
+
+/// Frame `payload` with sequence id `seq`, write and flush.
+pub(crate) async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    seq: u8,
+    payload: &[u8],
+    leg: &'static str,
+) -> Result<(), MyError> {
+    let mut out = BytesMut::with_capacity(payload.len() + 4);
+    packet::encode(seq, payload, &mut out);
+    write(stream, &out, leg).await
+}
+
+/// Write and flush.
+pub(crate) async fn write(
+    stream: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    leg: &'static str,
+) -> Result<(), MyError> {
+    let written = match stream.write_all(bytes).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|source| MyError::Io { leg, source })
+}
+
+/// Tell the client why (best effort) and return the error that ends the
+/// session.
+async fn refused(
+    client: &mut (impl AsyncWrite + Unpin),
+    seq: u8,
+    code: u16,
+    state: &str,
+    message: String,
+) -> MyError {
+    let _ = send(
+        client,
+        seq,
+        &ErrPacket::new(code, state, message.clone()).encode(),
+        "client",
+    )
+    .await;
+    MyError::Refused(message)
+}
