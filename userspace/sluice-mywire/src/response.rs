@@ -2,6 +2,9 @@
 //! pieces of a text-protocol result set (column count, column definitions,
 //! rows), plus the `LOCAL INFILE` request.
 //!
+//! Binary-protocol rows live in [`crate::binary`] and are re-exported here
+//! ([`binary_row`], [`encode_binary_row`], [`binary_value_text`]).
+//!
 //! Deciding *which* of these a packet is depends on where the exchange
 //! stands (a binary row also starts with `0x00`, a text row can start with
 //! `0xFE`), so the `is_*` helpers only look at the header byte and its
@@ -12,6 +15,7 @@ use crate::caps;
 use crate::error::{CodecError, Result};
 use crate::wire::{Reader, put_lenenc_bytes, put_lenenc_int};
 
+pub use crate::binary::{binary_row, binary_value_text, encode_binary_row};
 pub use crate::caps::status;
 pub use types::{BINARY_FLAG, UNSIGNED_FLAG, is_text_like};
 
@@ -537,6 +541,14 @@ impl ColumnDef {
     /// Encode in the standard layout (fixed block of `0x0c` bytes, the last
     /// two zero filler).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_for(0)
+    }
+
+    /// Encode under the negotiated `capabilities`: with
+    /// [`caps::MARIADB_EXTENDED_METADATA`], an empty extended-type block
+    /// follows `org_name` (extended information read by
+    /// [`ColumnDef::parse_for`] is not kept).
+    pub fn encode_for(&self, capabilities: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             32 + self.schema.len() + self.table.len() + self.name.len() + self.org_name.len(),
         );
@@ -549,6 +561,9 @@ impl ColumnDef {
             &self.org_name,
         ] {
             put_lenenc_bytes(&mut out, s);
+        }
+        if capabilities & caps::MARIADB_EXTENDED_METADATA != 0 {
+            out.push(0);
         }
         out.push(0x0c);
         out.extend_from_slice(&self.charset.to_le_bytes());
