@@ -3,14 +3,15 @@
 //! Layout: [`netns`] creates network namespaces and runs commands in them;
 //! [`topology`] wires the gateway lab (agent host ─ gateway ─ database host)
 //! and the jump-host lab (one namespace, a cgroup for agents); [`postgres`]
-//! runs a real PostgreSQL 15 server inside a namespace; [`daemon`] runs the
-//! `sluice` binary and reads its log; [`scenario`] is the gateway lab with
-//! PostgreSQL and sluice that most tests start from; [`packets`] crafts
-//! hostile packets with pnet; [`pki`] issues throwaway TLS certificates;
-//! [`python`] finds the venv with psycopg 3; [`oidc`] runs a real OpenID
-//! provider (npm `oidc-provider`) on loopback and signs in to it through the
-//! device flow. Everything is removed when its guard drops, on every exit
-//! path.
+//! runs a real PostgreSQL 15 server inside a namespace and [`mariadb`] a real
+//! MariaDB 10.11 server; [`daemon`] runs the `sluice` binary and reads its
+//! log; [`scenario`] is the gateway lab with PostgreSQL and sluice that most
+//! tests start from (and its MySQL twin, [`scenario::start_mysql`]);
+//! [`packets`] crafts hostile packets with pnet; [`pki`] issues throwaway TLS
+//! certificates; [`python`] finds the venv with psycopg 3, PyMySQL and
+//! mysqlclient; [`oidc`] runs a real OpenID provider (npm `oidc-provider`) on
+//! loopback and signs in to it through the device flow. Everything is removed
+//! when its guard drops, on every exit path.
 //!
 //! Every namespace the lab creates has no route out of the machine: the only
 //! links are veth pairs between lab namespaces.
@@ -21,6 +22,7 @@ pub mod bench_store;
 pub mod daemon;
 pub mod demo;
 pub mod labctl;
+pub mod mariadb;
 pub mod netns;
 pub mod oidc;
 pub mod packets;

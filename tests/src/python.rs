@@ -1,6 +1,7 @@
-//! Python clients for lab tests: psycopg 3 from PyPI, in the venv that
-//! `cargo xtask setup` creates at [`VENV`] (Debian ships only psycopg2), and
-//! the scripts under `tests/python/` that drive it.
+//! Python clients for lab tests: psycopg 3, PyMySQL and mysqlclient from
+//! PyPI, in the venv that `cargo xtask setup` creates at [`VENV`] (Debian
+//! ships only psycopg2), and the scripts under `tests/python/` that drive
+//! them.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -52,4 +53,34 @@ pub fn field<'a>(output: &'a str, key: &str) -> Option<&'a str> {
     output
         .lines()
         .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// The venv's interpreter, if it exists and imports both MySQL drivers:
+/// PyMySQL (`pymysql`) and mysqlclient (`MySQLdb`, built against
+/// libmariadb). Missing under `SLUICE_REQUIRE_PRIVILEGED=1` is a failure
+/// that says to run setup; elsewhere the test says why it skips and gets
+/// `None`.
+pub fn mysql_interpreter(test: &str) -> Option<PathBuf> {
+    let venv =
+        std::env::var_os("SLUICE_LAB_VENV").map_or_else(|| PathBuf::from(VENV), PathBuf::from);
+    let python = venv.join("bin/python3");
+    let problem = match Command::new(&python)
+        .args(["-c", "import pymysql, MySQLdb"])
+        .output()
+    {
+        Ok(out) if out.status.success() => return Some(python),
+        Ok(out) => format!(
+            "{} cannot import pymysql and MySQLdb: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("no Python venv at {} ({e})", venv.display()),
+    };
+    if std::env::var("SLUICE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!(
+            "{test}: {problem}; run `cargo xtask setup` (it installs PyMySQL and mysqlclient in the venv)"
+        );
+    }
+    eprintln!("SKIP {test}: {problem}; run `cargo xtask setup`");
+    None
 }

@@ -33,6 +33,18 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql-client-15",
     "pgbouncer",
     "python3-psycopg2",
+    // MariaDB 10.11 (server, `mariadb` client, `mariadb-admin`) for the MySQL
+    // tests; its own service is kept stopped, see `host_mariadb`. sysbench
+    // for the MySQL benchmark.
+    "mariadb-server",
+    "mariadb-client",
+    "sysbench",
+    // mysqlclient (PyPI) is a C extension built from source against
+    // libmariadb (found through pkg-config `mariadb`); see `python_mysql`.
+    "libmariadb-dev",
+    "pkg-config",
+    "build-essential",
+    "python3-dev",
     // The venv psycopg 3 (from PyPI) is installed into; see `python_venv`.
     "python3-venv",
     // The OIDC tests' real OpenID provider (npm `oidc-provider`); see
@@ -59,6 +71,17 @@ const PYTHON_VENV: &str = "/var/lib/sluice-lab/venv";
 /// psycopg 3 with its bundled libpq (the `binary` extra), pinned like
 /// bpf-linker: the version the lab tests were written and checked against.
 const PSYCOPG_VERSION: &str = "3.3.9";
+/// The MySQL tests' drivers, pinned likewise: PyMySQL (pure Python) and
+/// mysqlclient (`MySQLdb`, built against Debian's libmariadb).
+const PYMYSQL_VERSION: &str = "1.2.4";
+const MYSQLCLIENT_VERSION: &str = "2.3.1";
+
+/// Process names of a MariaDB server and of the wrapper script that
+/// restarts it (`comm`, at most 15 bytes).
+const MARIADB_PROCESSES: &[&str] = &["mariadbd", "mysqld", "mariadbd-safe", "mysqld_safe"];
+/// Where Debian's packaged server listens; root logs in there by
+/// unix_socket authentication.
+const HOST_MARIADB_SOCKET: &str = "/run/mysqld/mysqld.sock";
 
 /// The Node project of the OIDC tests' provider, relative to the workspace
 /// root (`tests/src/oidc.rs` runs its scripts).
@@ -71,15 +94,17 @@ pub fn run(ctx: &Context) -> Result<()> {
     context::require_root(
         "setup",
         "it installs Debian packages with apt-get, stops the host's PostgreSQL \
-         cluster and mounts bpffs; the tests it prepares for then load eBPF \
+         cluster and MariaDB server and mounts bpffs; the tests it prepares for then load eBPF \
          programs and create network namespaces, which need CAP_BPF, \
          CAP_NET_ADMIN and CAP_SYS_ADMIN",
     )?;
     let started = Instant::now();
     apt_packages(ctx)?;
     python_venv(ctx)?;
+    python_mysql(ctx)?;
     oidc_harness(ctx)?;
     host_postgres_clusters(ctx);
+    host_mariadb(ctx);
     nightly_rust_src(ctx)?;
     bpf_linker(ctx)?;
     cargo_nextest(ctx)?;
@@ -211,6 +236,42 @@ fn python_venv(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
+/// Step 1b, continued: the MySQL drivers in the same venv, pinned: PyMySQL and
+/// mysqlclient. mysqlclient has no Linux wheels; pip builds it from source
+/// with build-essential and python3-dev, finding libmariadb's flags through
+/// `pkg-config mariadb` (libmariadb-dev). Reinstalls only if either is
+/// missing, does not import, or is not the pinned version.
+fn python_mysql(ctx: &Context) -> Result<()> {
+    let want = format!("{PYMYSQL_VERSION} {MYSQLCLIENT_VERSION}");
+    let thing = format!(
+        "PyMySQL {PYMYSQL_VERSION} and mysqlclient {MYSQLCLIENT_VERSION} in the venv {PYTHON_VENV}"
+    );
+    let python = Path::new(PYTHON_VENV).join("bin/python3");
+    // Both imports: a mysqlclient whose libmariadb went away does not load.
+    // (`pymysql.__version__` imitates MySQLdb's; ask the distributions.)
+    let installed = first_line_if_ok(ctx.command(&python).args([
+        "-c",
+        "import pymysql, MySQLdb; from importlib.metadata import version as v; \
+         print(v('PyMySQL'), v('mysqlclient'))",
+    ]));
+    if installed.as_deref() == Some(want.as_str()) {
+        present(&thing);
+        return Ok(());
+    }
+    doing(&thing, "installing");
+    context::run(ctx.command(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("PyMySQL=={PYMYSQL_VERSION}"),
+        &format!("mysqlclient=={MYSQLCLIENT_VERSION}"),
+    ]))?;
+    ok(&thing);
+    Ok(())
+}
+
 /// Step 1c: `npm ci` in [`OIDC_HARNESS`], so the OIDC tests find
 /// `oidc-provider` (pinned in its package.json and package-lock.json) in
 /// `node_modules`. Skipped when npm's own record of the install
@@ -281,6 +342,114 @@ fn host_postgres_clusters(ctx: &Context) {
             );
         }
         ok(&thing);
+    }
+}
+
+/// Installing mariadb-server starts the host's own server (on loopback port
+/// 3306). The lab runs its own servers inside network namespaces, so stop
+/// the host's (see [`host_mariadb_pids`] for which processes that is):
+/// `mariadb-admin shutdown` over the packaged socket, then SIGTERM, then
+/// SIGKILL, each wait bounded. Under systemd the unit is also disabled.
+/// Never fails.
+fn host_mariadb(ctx: &Context) {
+    let thing = "host MariaDB server stopped";
+    let systemd = Path::new("/run/systemd/system").exists();
+    let enabled = systemd
+        && capture(
+            ctx.command("systemctl")
+                .args(["is-enabled", "--quiet", "mariadb"]),
+        )
+        .is_some_and(|out| out.status.success());
+    let running = host_mariadb_pids();
+    if running.is_empty() && !enabled {
+        present(thing);
+        return;
+    }
+    doing(thing, "stopping");
+    if systemd {
+        // Best effort: stops the unit's server and keeps it from booting.
+        let _ = capture(
+            ctx.command("systemctl")
+                .args(["disable", "--now", "--quiet", "mariadb"]),
+        );
+    }
+    if !host_mariadb_pids().is_empty() {
+        // A clean shutdown: the wrapper script sees it and exits too.
+        let _ = capture(ctx.command("timeout").args([
+            "-k",
+            "2",
+            "30",
+            "mariadb-admin",
+            "--no-defaults",
+            &format!("--socket={HOST_MARIADB_SOCKET}"),
+            "-u",
+            "root",
+            "--connect-timeout=5",
+            "shutdown",
+        ]));
+    }
+    for signal in ["-TERM", "-KILL"] {
+        if wait_gone(host_mariadb_pids, 30) {
+            break;
+        }
+        // The wrapper first, so it does not restart the server.
+        let mut pids = host_mariadb_pids();
+        pids.sort_by_key(|(_, name)| !name.ends_with("safe"));
+        for (pid, _) in pids {
+            let _ = capture(ctx.command("kill").args([signal, &pid.to_string()]));
+        }
+    }
+    let left = host_mariadb_pids();
+    if left.is_empty() {
+        ok(thing);
+    } else {
+        warn(thing, &format!("still running: {left:?}"));
+    }
+}
+
+/// The host's MariaDB service: servers and their wrapper scripts running in
+/// this process's network namespace that read the system's option files
+/// (/etc/mysql): (pid, name). A server started with `--no-defaults` or its
+/// own `--defaults-file` is someone's private one (the lab's run inside
+/// namespaces anyway, but a lab's `mariadb-install-db` runs `mariadbd
+/// --bootstrap` here), and is left alone.
+fn host_mariadb_pids() -> Vec<(u32, String)> {
+    let ours = fs::read_link("/proc/self/ns/net").ok();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = fs::read_to_string(e.path().join("comm")).ok()?;
+            let name = comm.trim();
+            if !MARIADB_PROCESSES.contains(&name) {
+                return None;
+            }
+            let net = fs::read_link(e.path().join("ns/net")).ok();
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let private = cmdline.split(|&b| b == 0).any(|arg| {
+                arg == b"--bootstrap"
+                    || arg == b"--no-defaults"
+                    || arg.starts_with(b"--defaults-file=")
+            });
+            (net.is_some() && net == ours && !private).then(|| (pid, name.to_owned()))
+        })
+        .collect()
+}
+
+/// Poll `pids` every 100 ms until it is empty, at most `secs` seconds.
+fn wait_gone(pids: fn() -> Vec<(u32, String)>, secs: u64) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if pids().is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
