@@ -1,7 +1,8 @@
 //! One SQL string parsed into what policy decides on.
 //!
-//! [`analyze`] parses with `sqlparser` (PostgreSQL dialect; the MySQL
-//! dialect joins with the MySQL session engine) and reports, per statement:
+//! [`analyze`] parses with `sqlparser` in the PostgreSQL dialect,
+//! [`analyze_in`] in either dialect (MySQL text is first read the way the
+//! server reads it, see `mysql.rs`), and reports, per statement:
 //!
 //! - its [`Class`] and kind (`select`, `delete`, `create_table`, …);
 //! - every base table it reads or writes, every function it calls, and the
@@ -16,14 +17,17 @@
 //!   computed from it (functions, operators, aggregates, constructors).
 //!
 //! Names follow PostgreSQL: unquoted identifiers fold to lower case, quoted
-//! ones keep their case. Where a column could come from more than one table
+//! ones keep their case. In MySQL every name folds to lower case, backtick
+//! quoted or not (column names are case-insensitive there, and folding
+//! table names only ever matches more), and output labels are the names
+//! MySQL gives result columns (see [`Output::label`]). Where a column could come from more than one table
 //! (an unqualified name over a join), every candidate is reported — policy
 //! errs towards "sensitive".
 //!
 //! Nothing here knows the database's catalog: `*` over a base table is
 //! reported as such ([`Source::AllOf`]) and resolved by the caller, which
 //! knows the sensitive columns.
-use std::{collections::BTreeSet, fmt, ops::ControlFlow};
+use std::{cell::RefCell, collections::BTreeSet, fmt, ops::ControlFlow, rc::Rc};
 
 use sqlparser::{
     ast::{
@@ -34,6 +38,8 @@ use sqlparser::{
     dialect::PostgreSqlDialect,
     parser::Parser,
 };
+
+use crate::dialect::Dialect;
 
 /// What kind of statement, for rules that allow or refuse whole classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
@@ -169,8 +175,12 @@ impl Lineage {
 /// One output column of a statement that returns rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// The column's label as PostgreSQL names it in RowDescription (alias,
-    /// column name, function name, or `?column?`).
+    /// The column's label as the database names it: PostgreSQL in
+    /// RowDescription (alias, column name, function name, or `?column?`);
+    /// MySQL in the column definition (alias as written, column name as
+    /// written, else the expression's text as written without its
+    /// comments). MySQL compares names without case: so should its
+    /// masking.
     pub label: String,
     /// Where its value comes from.
     pub lineage: Lineage,
@@ -195,6 +205,13 @@ pub struct Facts {
     /// Columns of a query whose result is stored rather than returned
     /// (INSERT … SELECT, CREATE TABLE AS, SELECT INTO, CREATE VIEW, UPDATE … SET).
     pub stored: BTreeSet<Source>,
+    /// Columns whose values are assigned to variables (MySQL `@v := …`,
+    /// `SET @v = …`, `SELECT … INTO @v`): a variable read back later has no
+    /// lineage, so masking cannot follow the value there.
+    pub assigned: BTreeSet<Source>,
+    /// Refused whatever the rules say (file I/O, dynamic SQL, a session
+    /// setting that would make the server read text differently).
+    pub refusal: Option<Refusal>,
     /// DELETE or UPDATE: has a WHERE clause. Other kinds: true.
     pub has_where: bool,
     /// Rows the client can receive at most, from the outermost LIMIT or
@@ -204,8 +221,17 @@ pub struct Facts {
     pub outputs: Vec<Output>,
 }
 
+/// A statement sluice refuses whoever asks: the deciding rule and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The built-in rule (`builtin.file_io`, `builtin.dynamic_sql`, …).
+    pub rule: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
 impl Facts {
-    fn new(class: Class, kind: &str) -> Facts {
+    pub(crate) fn new(class: Class, kind: &str) -> Facts {
         Facts {
             class,
             kind: kind.to_string(),
@@ -214,6 +240,8 @@ impl Facts {
             functions: BTreeSet::new(),
             predicates: BTreeSet::new(),
             stored: BTreeSet::new(),
+            assigned: BTreeSet::new(),
+            refusal: None,
             has_where: true,
             limit: None,
             outputs: Vec::new(),
@@ -227,6 +255,7 @@ impl Facts {
             .flat_map(|o| o.lineage.sources.iter())
             .chain(self.predicates.iter())
             .chain(self.stored.iter())
+            .chain(self.assigned.iter())
     }
 }
 
@@ -235,8 +264,65 @@ impl Facts {
 #[error("cannot parse: {0}")]
 pub struct ParseError(pub String);
 
-/// Parse and analyze one SQL string (possibly several statements).
+/// How the statement being analyzed is read, for the duration of one
+/// analysis (names fold, labels are made, and some statements read,
+/// differently in MySQL).
+#[derive(Default)]
+struct Ctx {
+    dialect: Dialect,
+    /// MySQL: the text given to sqlparser, for output labels.
+    text: Option<Rc<LabelText>>,
+}
+
+/// The text a MySQL statement was parsed from: MySQL names an output
+/// column by its text.
+pub(crate) struct LabelText {
+    /// The text sqlparser was given.
+    pub(crate) text: String,
+    /// Offsets of spaces that stand for comments (not part of names).
+    pub(crate) synthetic: Vec<usize>,
+}
+
+thread_local! {
+    static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct CtxGuard(Option<Ctx>);
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.0.take() {
+            CTX.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+}
+
+/// Analyze in `dialect` until the guard is dropped.
+pub(crate) fn enter(dialect: Dialect, text: Option<LabelText>) -> CtxGuard {
+    let new = Ctx {
+        dialect,
+        text: text.map(Rc::new),
+    };
+    CTX.with(|c| CtxGuard(Some(std::mem::replace(&mut *c.borrow_mut(), new))))
+}
+
+fn mysql() -> bool {
+    CTX.with(|c| c.borrow().dialect == Dialect::MySql)
+}
+
+/// Parse and analyze one SQL string in a dialect.
+pub fn analyze_in(dialect: Dialect, sql: &str) -> Result<Vec<Facts>, ParseError> {
+    match dialect {
+        Dialect::Postgres => analyze(sql),
+        Dialect::MySql => crate::mysql::analyze(sql),
+    }
+}
+
+/// Parse and analyze one SQL string (possibly several statements) in the
+/// PostgreSQL dialect.
 pub fn analyze(sql: &str) -> Result<Vec<Facts>, ParseError> {
+    let _ctx = enter(Dialect::Postgres, None);
     // PostgreSQL reads U&"p\0061n" as the identifier `pan`; sqlparser reads
     // `U & "p\0061n"`. Two parsers disagreeing is a bypass: refuse to guess.
     if sql.as_bytes().windows(3).any(|w| {
@@ -269,7 +355,12 @@ pub fn statement(stmt: &Statement) -> Facts {
         }
         _ => {}
     }
-    let (class, kind) = classify(stmt);
+    let mysql = mysql();
+    let (class, kind) = if mysql {
+        classify_mysql(stmt)
+    } else {
+        classify(stmt)
+    };
     let mut w = Walker::default();
     let mut facts = Facts::new(class, kind);
     match stmt {
@@ -280,7 +371,17 @@ pub fn statement(stmt: &Statement) -> Facts {
             if query_writes(q) {
                 facts.class = Class::Write;
             }
-            if let SetExpr::Select(s) = q.body.as_ref()
+            if mysql
+                && let SetExpr::Select(s) = q.body.as_ref()
+                && s.into.is_some()
+            {
+                // MySQL has no SELECT … INTO table: INTO names variables,
+                // and the row goes there instead of to the client.
+                facts.kind = "select_into_variable".into();
+                facts.assigned.extend(outputs_sources(&facts.outputs));
+                facts.outputs.clear();
+                facts.limit = None;
+            } else if let SetExpr::Select(s) = q.body.as_ref()
                 && s.into.is_some()
             {
                 // SELECT … INTO new_table: a CTAS.
@@ -298,9 +399,28 @@ pub fn statement(stmt: &Statement) -> Facts {
                 let out = w.query(src, &Scope::root());
                 facts.stored = outputs_sources(&out);
             }
+            // Values from assignments (MySQL `INSERT … SET`, ON DUPLICATE
+            // KEY UPDATE, ON CONFLICT DO UPDATE) are stored too.
+            let scope = Scope::with_table(insert_target(ins));
+            let mut assignments: Vec<&ast::Assignment> = ins.assignments.iter().collect();
+            match &ins.on {
+                Some(ast::OnInsert::DuplicateKeyUpdate(a)) => assignments.extend(a),
+                Some(ast::OnInsert::OnConflict(c)) => {
+                    if let ast::OnConflictAction::DoUpdate(u) = &c.action {
+                        assignments.extend(&u.assignments);
+                        if let Some(sel) = &u.selection {
+                            w.predicate(sel, &scope);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for a in assignments {
+                let l = w.expr(&a.value, &scope);
+                w.stored.extend(l.sources);
+            }
             if let Some(ret) = &ins.returning {
-                let scope = Scope::with_table(insert_target(ins));
-                facts.outputs = w.projection(ret, &scope);
+                facts.outputs = w.projection(ret, &scope, None);
             }
         }
         Statement::Update(up) => {
@@ -327,7 +447,7 @@ pub fn statement(stmt: &Statement) -> Facts {
                 w.predicate(sel, &scope);
             }
             if let Some(ret) = &up.returning {
-                facts.outputs = w.projection(ret, &scope);
+                facts.outputs = w.projection(ret, &scope, None);
             }
         }
         Statement::Delete(del) => {
@@ -348,7 +468,7 @@ pub fn statement(stmt: &Statement) -> Facts {
                 w.predicate(sel, &scope);
             }
             if let Some(ret) = &del.returning {
-                facts.outputs = w.projection(ret, &scope);
+                facts.outputs = w.projection(ret, &scope, None);
             }
         }
         Statement::Copy {
@@ -422,12 +542,56 @@ pub fn statement(stmt: &Statement) -> Facts {
             facts.functions.extend(inner.functions);
             facts.predicates.extend(inner.predicates);
             facts.stored.extend(inner.stored);
+            facts.assigned.extend(inner.assigned);
             facts.has_where = inner.has_where;
+            if facts.refusal.is_none() {
+                facts.refusal = inner.refusal;
+            }
+        }
+        Statement::Call(f) => {
+            // Values passed to a procedure go where sluice cannot follow.
+            let l = w.expr(&Expr::Function(f.clone()), &Scope::root());
+            w.stored.extend(l.sources);
+        }
+        Statement::Set(s) if mysql => {
+            let root = Scope::root();
+            for (name, values) in set_assignments(s) {
+                for v in values {
+                    let l = w.expr(v, &root);
+                    w.assigned.extend(l.sources);
+                }
+                if facts.refusal.is_none() {
+                    facts.refusal = mysql_setting_refusal(&name, values);
+                }
+            }
+            if let ast::Set::SetNames { charset_name, .. } = s
+                && crate::mysql::risky_charset(&charset_name.value)
+            {
+                facts.refusal = Some(crate::mysql::charset_refusal(&charset_name.value));
+            }
+        }
+        Statement::LockTables { tables } => {
+            for t in tables {
+                facts.tables.insert(TableName {
+                    schema: None,
+                    name: ident(&t.table),
+                });
+            }
+        }
+        s if mysql && facts.kind == "show" => {
+            // SHOW … WHERE: what the filter looks at chooses rows.
+            let mut exprs = Vec::new();
+            let _ = s.visit(&mut CollectExprs(&mut exprs, 0));
+            let root = Scope::root();
+            for e in exprs {
+                w.predicate(&e, &root);
+            }
         }
         _ => {}
     }
     facts.predicates.extend(std::mem::take(&mut w.predicates));
     facts.stored.extend(std::mem::take(&mut w.stored));
+    facts.assigned.extend(std::mem::take(&mut w.assigned));
     facts.functions.extend(std::mem::take(&mut w.functions));
     // Everything named anywhere, whatever the walk above understood.
     let mut names = Names::default();
@@ -553,6 +717,179 @@ fn classify(stmt: &Statement) -> (Class, &'static str) {
     }
 }
 
+/// Class and kind of a statement in MySQL, where some statements mean
+/// something else than in PostgreSQL.
+fn classify_mysql(stmt: &Statement) -> (Class, &'static str) {
+    use Class::*;
+    match stmt {
+        Statement::Insert(i) if i.replace_into => (Write, "replace"),
+        Statement::Set(s) => set_class_mysql(s),
+        // RESET MASTER, RESET REPLICA, RESET PERSIST: server state.
+        Statement::Reset(_) => (Admin, "reset"),
+        Statement::ExplainTable { .. } => (Utility, "describe"),
+        Statement::ShowFunctions { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowProcessList { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCharset(_)
+        | Statement::ShowObjects(_)
+        | Statement::ShowTables { .. }
+        | Statement::ShowViews { .. }
+        | Statement::ShowCollation { .. } => (Utility, "show"),
+        Statement::Use(_) => (Utility, "use"),
+        Statement::Flush { .. } => (Admin, "flush"),
+        Statement::LockTables { .. } => (Utility, "lock_tables"),
+        Statement::UnlockTables => (Utility, "unlock_tables"),
+        other => classify(other),
+    }
+}
+
+/// The assignments of a SET: variable name (lower case, as written:
+/// `@v`, `@@session.sql_mode`, `sql_mode`) and values.
+fn set_assignments(s: &ast::Set) -> Vec<(String, &[Expr])> {
+    match s {
+        ast::Set::SingleAssignment {
+            scope,
+            variable,
+            values,
+            ..
+        } => {
+            let prefix = match scope {
+                Some(ast::ContextModifier::Global) => "@@global.",
+                _ => "",
+            };
+            vec![(
+                format!("{prefix}{}", variable.to_string().to_lowercase()),
+                values.as_slice(),
+            )]
+        }
+        ast::Set::MultipleAssignments { assignments } => assignments
+            .iter()
+            .map(|a| {
+                let prefix = match a.scope {
+                    Some(ast::ContextModifier::Global) => "@@global.",
+                    _ => "",
+                };
+                (
+                    format!("{prefix}{}", a.name.to_string().to_lowercase()),
+                    std::slice::from_ref(&a.value),
+                )
+            })
+            .collect(),
+        ast::Set::ParenthesizedAssignments { variables, values } => variables
+            .iter()
+            .map(|v| (v.to_string().to_lowercase(), values.as_slice()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A MySQL system variable's name without `@@` and scope:
+/// `@@session.sql_mode` → `sql_mode`. User variables keep their `@`.
+fn system_variable(name: &str) -> &str {
+    let Some(rest) = name.strip_prefix("@@") else {
+        return name;
+    };
+    for scope in ["global.", "session.", "local.", "persist.", "persist_only."] {
+        if let Some(v) = rest.strip_prefix(scope) {
+            return v;
+        }
+    }
+    rest
+}
+
+fn global_variable(name: &str) -> bool {
+    name.starts_with("@@global.") || name.starts_with("@@persist")
+}
+
+/// `SET sql_mode` to a mode that changes how quotes are read, or to
+/// anything sluice cannot read as a literal list of modes; `SET
+/// character_set_client` to a character set sluice cannot read.
+fn mysql_setting_refusal(name: &str, values: &[Expr]) -> Option<Refusal> {
+    let literal = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                Some(s.clone())
+            }
+            _ => None,
+        },
+        // `SET sql_mode = ANSI`, `= DEFAULT`; not `= @variable`.
+        Expr::Identifier(i) if i.quote_style.is_none() && !i.value.starts_with('@') => {
+            Some(i.value.clone())
+        }
+        _ => None,
+    };
+    match system_variable(name) {
+        "sql_mode" => {
+            let value = match values {
+                [one] => literal(one),
+                _ => None,
+            };
+            match value {
+                Some(v) if !crate::mysql::changes_quoting(&v) => None,
+                Some(v) => Some(Refusal {
+                    rule: "builtin.sql_mode".into(),
+                    reason: format!(
+                        "sql_mode {v:?} changes how the server reads quotes and backslashes (ANSI_QUOTES, NO_BACKSLASH_ESCAPES), so it would read statements differently from sluice"
+                    ),
+                }),
+                None => Some(Refusal {
+                    rule: "builtin.sql_mode".into(),
+                    reason: "sql_mode set to a computed value: sluice must know the modes (ANSI_QUOTES and NO_BACKSLASH_ESCAPES change how statements are read); set a literal list".into(),
+                }),
+            }
+        }
+        "character_set_client" | "character_set_connection" => {
+            let value = match values {
+                [one] => literal(one),
+                _ => None,
+            };
+            match value {
+                Some(v) if !crate::mysql::risky_charset(&v) => None,
+                Some(v) => Some(crate::mysql::charset_refusal(&v)),
+                None => Some(crate::mysql::charset_refusal("(computed)")),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// MySQL's SET: a session utility, except global settings (administration),
+/// passwords (privileges) and autocommit (transactions).
+fn set_class_mysql(s: &ast::Set) -> (Class, &'static str) {
+    let names: Vec<String> = set_assignments(s).into_iter().map(|(n, _)| n).collect();
+    if names.is_empty() {
+        return match s {
+            ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => {
+                (Class::Utility, "set_names")
+            }
+            other => set_class(other),
+        };
+    }
+    if names.iter().any(|n| global_variable(n)) {
+        return (Class::Admin, "set_global");
+    }
+    if names
+        .iter()
+        .any(|n| matches!(system_variable(n), "sql_log_bin" | "pseudo_thread_id"))
+    {
+        return (Class::Admin, "set");
+    }
+    if names.iter().any(|n| system_variable(n) == "password") {
+        return (Class::Dcl, "set_password");
+    }
+    if names.iter().any(|n| system_variable(n) == "autocommit") {
+        return (Class::Transaction, "set_autocommit");
+    }
+    (Class::Utility, "set")
+}
+
 /// SET is a session utility, except what changes who the session is.
 fn set_class(s: &ast::Set) -> (Class, &'static str) {
     match s {
@@ -614,12 +951,28 @@ fn limit_of(q: &Query) -> Option<u64> {
     }
 }
 
-/// The name an identifier denotes: unquoted folds to lower case.
+/// The name an identifier denotes: unquoted folds to lower case (MySQL:
+/// every name folds).
 fn ident(i: &Ident) -> String {
-    if i.quote_style.is_some() {
+    if i.quote_style.is_some() && !mysql() {
         i.value.clone()
     } else {
         i.value.to_lowercase()
+    }
+}
+
+/// An identifier as an output label: MySQL keeps it as written.
+fn label_ident(i: &Ident) -> String {
+    if mysql() { i.value.clone() } else { ident(i) }
+}
+
+/// Does an output label name this (folded) column? MySQL compares names
+/// without case.
+fn same_label(label: &str, col: &str) -> bool {
+    if mysql() {
+        label.to_lowercase() == col
+    } else {
+        label == col
     }
 }
 
@@ -878,7 +1231,7 @@ fn column_of(r: &Relation, col: &str) -> Lineage {
 /// none, a column of a base table its `*` brought in (`select x.pan from
 /// (select * from cards) x`).
 fn derived_column(outs: &[Output], col: &str) -> Option<Lineage> {
-    if let Some(o) = outs.iter().find(|o| o.label == col) {
+    if let Some(o) = outs.iter().find(|o| same_label(&o.label, col)) {
         return Some(o.lineage.clone());
     }
     let mut l: Option<Lineage> = None;
@@ -925,6 +1278,7 @@ fn whole_row(r: &Relation) -> Lineage {
 struct Walker {
     predicates: BTreeSet<Source>,
     stored: BTreeSet<Source>,
+    assigned: BTreeSet<Source>,
     functions: BTreeSet<String>,
     ctes: BTreeSet<String>,
     depth: usize,
@@ -953,7 +1307,7 @@ impl Walker {
                     &cte.alias
                         .columns
                         .iter()
-                        .map(|c| ident(&c.name))
+                        .map(|c| label_ident(&c.name))
                         .collect::<Vec<_>>(),
                 );
                 scope.ctes.push((name, outs));
@@ -1015,7 +1369,11 @@ impl Walker {
                         match outs.get_mut(i) {
                             Some(o) => o.lineage.union(&lin),
                             None => outs.push(Output {
-                                label: format!("column{}", i + 1),
+                                label: if mysql() {
+                                    format!("column_{i}")
+                                } else {
+                                    format!("column{}", i + 1)
+                                },
                                 lineage: lin,
                             }),
                         }
@@ -1027,6 +1385,7 @@ impl Walker {
                 let inner = statement(s);
                 self.predicates.extend(inner.predicates.iter().cloned());
                 self.stored.extend(inner.stored.iter().cloned());
+                self.assigned.extend(inner.assigned.iter().cloned());
                 self.functions.extend(inner.functions.iter().cloned());
                 inner.outputs
             }
@@ -1096,7 +1455,10 @@ impl Walker {
                         if let Some(a) = alias {
                             rename(
                                 &mut outs,
-                                &a.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>(),
+                                &a.columns
+                                    .iter()
+                                    .map(|c| label_ident(&c.name))
+                                    .collect::<Vec<_>>(),
                             );
                         }
                         RelationKind::Derived(outs)
@@ -1112,7 +1474,7 @@ impl Walker {
                                 .columns
                                 .iter()
                                 .map(|c| Output {
-                                    label: ident(&c.name),
+                                    label: label_ident(&c.name),
                                     lineage: Lineage {
                                         sources: BTreeSet::from([Source::AllOf(t.clone())]),
                                         direct: true,
@@ -1139,7 +1501,10 @@ impl Walker {
                     Some(a) => {
                         rename(
                             &mut outs,
-                            &a.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>(),
+                            &a.columns
+                                .iter()
+                                .map(|c| label_ident(&c.name))
+                                .collect::<Vec<_>>(),
                         );
                         ident(&a.name)
                     }
@@ -1222,7 +1587,12 @@ impl Walker {
 
     fn select(&mut self, s: &Select, outer: &Scope<'_>) -> Vec<Output> {
         let scope = self.from(&s.from, outer);
-        let outs = self.projection(&s.projection, &scope);
+        let texts = if mysql() { item_texts(s) } else { None };
+        let outs = self.projection(&s.projection, &scope, texts.as_deref());
+        if s.into.is_some() && mysql() {
+            // SELECT … INTO @v in a subquery: the row goes to variables.
+            self.assigned.extend(outputs_sources(&outs));
+        }
         if let Some(e) = &s.selection {
             self.predicate(e, &scope);
         }
@@ -1248,24 +1618,34 @@ impl Walker {
         outs
     }
 
-    /// A SELECT list (or RETURNING) in `scope`.
-    fn projection(&mut self, items: &[SelectItem], scope: &Scope<'_>) -> Vec<Output> {
+    /// A SELECT list (or RETURNING) in `scope`. `texts`: each item's text
+    /// as written (MySQL names unaliased expressions by it).
+    fn projection(
+        &mut self,
+        items: &[SelectItem],
+        scope: &Scope<'_>,
+        texts: Option<&[String]>,
+    ) -> Vec<Output> {
         let mut outs = Vec::new();
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             match item {
                 SelectItem::UnnamedExpr(e) => outs.push(Output {
-                    label: label(e),
+                    label: if mysql() {
+                        mysql_label(e, texts.and_then(|t| t.get(i)))
+                    } else {
+                        label(e)
+                    },
                     lineage: self.expr(e, scope),
                 }),
                 SelectItem::ExprWithAlias { expr, alias } => outs.push(Output {
-                    label: ident(alias),
+                    label: label_ident(alias),
                     lineage: self.expr(expr, scope),
                 }),
                 SelectItem::ExprWithAliases { expr, aliases } => {
                     let l = self.expr(expr, scope);
                     for a in aliases {
                         outs.push(Output {
-                            label: ident(a),
+                            label: label_ident(a),
                             lineage: l.clone(),
                         });
                     }
@@ -1309,6 +1689,11 @@ impl Walker {
 
     /// The lineage of an expression in `scope`.
     fn expr(&mut self, e: &Expr, scope: &Scope<'_>) -> Lineage {
+        if mysql()
+            && let Some(l) = self.mysql_expr(e, scope)
+        {
+            return l;
+        }
         match e {
             Expr::Identifier(i) => scope.resolve(&[ident(i)]),
             Expr::CompoundIdentifier(parts) => {
@@ -1449,6 +1834,205 @@ impl Walker {
             }
         }
     }
+}
+
+impl Walker {
+    /// Expressions MySQL reads differently; None: as in PostgreSQL.
+    fn mysql_expr(&mut self, e: &Expr, scope: &Scope<'_>) -> Option<Lineage> {
+        match e {
+            // `@v`, `@@sql_mode`, `@@session.x`: variables, not columns.
+            // What a variable holds is unknown here: its value is left to
+            // the content detectors.
+            Expr::Identifier(i) if i.quote_style.is_none() && i.value.starts_with('@') => {
+                Some(Lineage::constant())
+            }
+            Expr::CompoundIdentifier(parts)
+                if parts
+                    .first()
+                    .is_some_and(|i| i.quote_style.is_none() && i.value.starts_with('@')) =>
+            {
+                Some(Lineage::constant())
+            }
+            // `@v := expr`: the value is also kept in a variable.
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Assignment,
+                right,
+            } => {
+                let _ = self.expr(left, scope);
+                let l = self.expr(right, scope);
+                self.assigned.extend(l.sources.iter().cloned());
+                Some(l.derived())
+            }
+            // "x" is a string, unless the session runs with ANSI_QUOTES:
+            // read it as the column it could name too.
+            Expr::Value(v) => match &v.value {
+                ast::Value::DoubleQuotedString(name) => {
+                    let l = scope.resolve(&[name.to_lowercase()]);
+                    Some(l)
+                }
+                _ => None,
+            },
+            // MATCH (col, …) AGAINST (…): the columns are names, not
+            // expressions.
+            Expr::MatchAgainst { columns, .. } => {
+                let mut l = Lineage::constant();
+                for c in columns {
+                    l.merge(scope.resolve(&object_parts(c)));
+                }
+                Some(l.derived())
+            }
+            // VALUES(col) in ON DUPLICATE KEY UPDATE: the value being
+            // inserted, not the stored one.
+            Expr::Function(f) if object_last(&f.name) == "values" => {
+                self.functions.insert("values".into());
+                Some(Lineage::constant())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// MySQL's name for an unaliased output: a column reference is named by
+/// the column as written, a string by its value, anything else by its
+/// text as written (without comments).
+fn mysql_label(e: &Expr, text: Option<&String>) -> String {
+    let mut inner = e;
+    while let Expr::Nested(x) = inner {
+        inner = x;
+    }
+    match inner {
+        Expr::Identifier(i) => return label_ident(i),
+        Expr::CompoundIdentifier(parts) => {
+            return parts.last().map(label_ident).unwrap_or_default();
+        }
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                return s.clone();
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    match text {
+        Some(t) => t.clone(),
+        None => e.to_string(),
+    }
+}
+
+/// Byte offset of a sqlparser location (1-based line and character).
+fn offset(text: &str, loc: sqlparser::tokenizer::Location) -> Option<usize> {
+    let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+    let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
+    let start = if line == 0 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 1)?.0 + 1
+    };
+    let rest = &text[start..];
+    match rest.char_indices().nth(col) {
+        Some((i, _)) => Some(start + i),
+        None if rest.chars().count() == col => Some(text.len()),
+        None => None,
+    }
+}
+
+/// The text of each item of a MySQL SELECT list, as MySQL names an
+/// unaliased output: from its first token to its last, comments left out.
+fn item_texts(s: &Select) -> Option<Vec<String>> {
+    CTX.with(|c| {
+        let c = c.borrow();
+        let src = c.text.as_ref()?;
+        let text = src.text.as_str();
+        let start = offset(text, s.select_token.0.span.start)?;
+        if !text.get(start..)?.get(..6)?.eq_ignore_ascii_case("select") {
+            return None;
+        }
+        let toks = crate::mysql::tokens(&text[start + 6..]);
+        const MODIFIERS: &[&str] = &[
+            "ALL",
+            "DISTINCT",
+            "DISTINCTROW",
+            "HIGH_PRIORITY",
+            "STRAIGHT_JOIN",
+            "SQL_SMALL_RESULT",
+            "SQL_BIG_RESULT",
+            "SQL_BUFFER_RESULT",
+            "SQL_NO_CACHE",
+            "SQL_CACHE",
+            "SQL_CALC_FOUND_ROWS",
+        ];
+        const ENDS: &[&str] = &[
+            "INTO",
+            "FROM",
+            "WHERE",
+            "GROUP",
+            "HAVING",
+            "WINDOW",
+            "ORDER",
+            "LIMIT",
+            "UNION",
+            "EXCEPT",
+            "INTERSECT",
+            "FOR",
+            "LOCK",
+            "PROCEDURE",
+        ];
+        let base = start + 6;
+        let mut i = 0;
+        while toks
+            .get(i)
+            .is_some_and(|t| MODIFIERS.iter().any(|m| t.is(&text[base..], m)))
+        {
+            i += 1;
+        }
+        let mut items = Vec::new();
+        let mut depth = 0i32;
+        let mut item_start: Option<usize> = None;
+        let mut item_end = 0;
+        let rel = &text[base..];
+        while let Some(t) = toks.get(i) {
+            use crate::mysql::Kind;
+            if depth == 0
+                && (t.kind == Kind::Close
+                    || (t.kind == Kind::Op && &rel[t.start..t.end] == ";")
+                    || ENDS.iter().any(|w| t.is(rel, w)))
+            {
+                break;
+            }
+            match t.kind {
+                Kind::Open => depth += 1,
+                Kind::Close => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 && t.kind == Kind::Comma {
+                items.push(item_start.take().map(|s| (s, item_end))?);
+            } else {
+                item_start.get_or_insert(t.start);
+                item_end = t.end;
+            }
+            i += 1;
+        }
+        items.push(item_start.map(|s| (s, item_end))?);
+        if items.len() != s.projection.len() {
+            return None;
+        }
+        Some(
+            items
+                .into_iter()
+                .map(|(a, b)| {
+                    let (a, b) = (base + a, base + b);
+                    text[a..b]
+                        .char_indices()
+                        .filter(|(k, _)| src.synthetic.binary_search(&(a + k)).is_err())
+                        .map(|(_, ch)| ch)
+                        .collect::<String>()
+                        .trim()
+                        .to_string()
+                })
+                .collect(),
+        )
+    })
 }
 
 /// `ORDER BY 2` / `GROUP BY 2`: the zero-based output position.

@@ -21,8 +21,17 @@
 //! in the list (`tables = ["orders"]` does not allow a join with `cards`);
 //! for `deny` and `approve`, when *anything* is.
 //!
-//! Analyses are cached by statement shape (operand literals replaced, see
-//! [`crate::fingerprint`]), shared by all sessions; a
+//! Statements refused whoever asks come before all of this: MySQL file
+//! I/O (`builtin.file_io`), `PREPARE … FROM @variable`
+//! (`builtin.dynamic_sql`), settings that would make the server read text
+//! differently from sluice (`builtin.sql_mode`, `builtin.charset`), and
+//! `HANDLER … OPEN` of a table holding sensitive columns
+//! (`builtin.handler`). A sensitive value assigned to a MySQL variable is
+//! laundering that masking cannot follow: refused, or held when
+//! `masking.laundering = "approve"`.
+//!
+//! Analyses are cached by dialect and statement shape (operand literals
+//! replaced, see [`crate::fingerprint`]), shared by all sessions; a
 //! session's rules are filtered once when it starts ([`Engine::session`]).
 use std::{
     collections::{BTreeMap, HashMap},
@@ -36,7 +45,9 @@ use serde::Deserialize;
 use crate::{
     analyze::{self, Class, Facts, Source, TableName},
     detect::DetectorSet,
+    dialect::Dialect,
     mask::MaskFormat,
+    mysql,
 };
 
 /// What a rule does when it matches.
@@ -474,10 +485,14 @@ impl Sensitive {
 /// One string's analysis.
 type Analysis = Arc<Result<Vec<Facts>, analyze::ParseError>>;
 
-/// Analyses by statement shape ([`crate::fingerprint`]), shared by all
-/// sessions.
+/// A cached analysis: the dialect and shape it is for (the key is their
+/// hash), and the analysis.
+type CacheEntry = (Dialect, Arc<str>, Analysis);
+
+/// Analyses by dialect and statement shape ([`crate::fingerprint`]),
+/// shared by all sessions.
 struct Cache {
-    map: Mutex<HashMap<u64, (Arc<str>, Analysis)>>,
+    map: Mutex<HashMap<u64, CacheEntry>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -487,25 +502,51 @@ const CACHE_ENTRIES: usize = 10_000;
 const CACHE_MAX_TEXT: usize = 16 * 1024;
 
 impl Cache {
-    fn get(&self, sql: &str) -> Analysis {
-        if sql.len() > CACHE_MAX_TEXT {
-            return Arc::new(analyze::analyze(sql));
+    fn get(&self, dialect: Dialect, sql: &str) -> Analysis {
+        match dialect {
+            Dialect::Postgres => self.get_with(dialect, sql, || analyze::analyze(sql)),
+            Dialect::MySql => {
+                // The shape of what the server executes (executable
+                // comments unwrapped), never of the raw text.
+                let n = match mysql::normalize(sql) {
+                    Ok(n) => n,
+                    Err(e) => return Arc::new(Err(e)),
+                };
+                self.get_with(dialect, &n.text, || mysql::analyze_normalized(&n))
+            }
+        }
+    }
+
+    /// `text`: what is fingerprinted; `analyze`: its analysis.
+    fn get_with(
+        &self,
+        dialect: Dialect,
+        text: &str,
+        analyze: impl FnOnce() -> Result<Vec<Facts>, analyze::ParseError>,
+    ) -> Analysis {
+        if text.len() > CACHE_MAX_TEXT {
+            return Arc::new(analyze());
         }
         // Statements differing only in operand literals share an analysis.
-        let shape = crate::fingerprint::fingerprint(sql);
-        let shape = shape.as_deref().unwrap_or(sql);
-        let key = self.hasher.hash_one(shape);
-        if let Some((text, facts)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && &**text == shape
+        let shape = match dialect {
+            Dialect::Postgres => crate::fingerprint::fingerprint(text),
+            Dialect::MySql => crate::fingerprint::fingerprint_mysql(text),
+        };
+        let shape = shape.as_deref().unwrap_or(text);
+        let key = self.hasher.hash_one((dialect, shape));
+        if let Some((d, cached, facts)) =
+            self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && *d == dialect
+            && &**cached == shape
         {
             return Arc::clone(facts);
         }
-        let facts = Arc::new(analyze::analyze(sql));
+        let facts = Arc::new(analyze());
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_ENTRIES {
             map.clear();
         }
-        map.insert(key, (Arc::from(shape), Arc::clone(&facts)));
+        map.insert(key, (dialect, Arc::from(shape), Arc::clone(&facts)));
         facts
     }
 }
@@ -589,7 +630,10 @@ impl Engine {
         t
     }
 
-    /// The format of a catalog column if it is declared sensitive.
+    /// The format of a catalog column if it is declared sensitive. For
+    /// MySQL, `schema` is the database (MySQL has no schema level).
+    /// Names compare without case (the configuration's are folded), so a
+    /// table whose name differs only in case is masked too.
     pub fn sensitive_format(
         &self,
         target: &str,
@@ -600,10 +644,10 @@ impl Engine {
         self.sensitive.format(
             &Source::Column {
                 table: TableName {
-                    schema: Some(schema.to_string()),
-                    name: table.to_string(),
+                    schema: Some(schema.to_lowercase()),
+                    name: table.to_lowercase(),
                 },
-                column: column.to_string(),
+                column: column.to_lowercase(),
             },
             target,
         )
@@ -712,19 +756,50 @@ impl SessionRules {
         self.max_rows
     }
 
-    /// Decide a string (one or more statements).
+    /// Decide a PostgreSQL string (one or more statements).
     pub fn decide(&self, sql: &str) -> Verdict {
-        self.decide_inner(sql, false).0
+        self.decide_in(Dialect::Postgres, sql)
     }
 
-    /// Decide a string and explain each statement.
+    /// Decide a PostgreSQL string and explain each statement.
     pub fn explain(&self, sql: &str) -> (Verdict, Vec<Explained>) {
-        self.decide_inner(sql, true)
+        self.explain_in(Dialect::Postgres, sql)
     }
 
-    fn decide_inner(&self, sql: &str, explain: bool) -> (Verdict, Vec<Explained>) {
+    /// Decide a string (one or more statements) in a dialect.
+    pub fn decide_in(&self, dialect: Dialect, sql: &str) -> Verdict {
+        self.decide_inner(dialect, sql, false).0
+    }
+
+    /// Decide a string in a dialect and explain each statement.
+    pub fn explain_in(&self, dialect: Dialect, sql: &str) -> (Verdict, Vec<Explained>) {
+        self.decide_inner(dialect, sql, true)
+    }
+
+    fn decide_inner(
+        &self,
+        dialect: Dialect,
+        sql: &str,
+        explain: bool,
+    ) -> (Verdict, Vec<Explained>) {
         let e = &self.engine;
-        if let Some(i) = e.patterns.matches(sql).iter().next() {
+        // MySQL: the patterns see the text as the server executes it too
+        // (`sl/**/eep` is not `sleep`, but `/*!sleep*/` is).
+        let normalized = match dialect {
+            Dialect::MySql => mysql::normalize(sql).ok().map(|n| n.text),
+            Dialect::Postgres => None,
+        };
+        let matched = e
+            .patterns
+            .matches(sql)
+            .iter()
+            .chain(
+                normalized
+                    .iter()
+                    .flat_map(|n| e.patterns.matches(n).into_iter()),
+            )
+            .next();
+        if let Some(i) = matched {
             let v = Verdict::new(
                 Action::Deny,
                 format!("policy.deny_patterns[{i}]"),
@@ -738,7 +813,7 @@ impl SessionRules {
                 }],
             );
         }
-        let analysis = e.cache.get(sql);
+        let analysis = e.cache.get(dialect, sql);
         let statements = match analysis.as_ref() {
             Ok(s) => s,
             Err(err) => {
@@ -747,6 +822,15 @@ impl SessionRules {
                     .iter()
                     .find(|r| r.action == Action::Allow && r.config.raw);
                 let v = match raw {
+                    // Not understood, but it may read or write files: raw
+                    // passthrough is no way around builtin.file_io.
+                    Some(_) if dialect == Dialect::MySql && mentions_file_io(sql) => Verdict::new(
+                        Action::Deny,
+                        "builtin.file_io",
+                        format!(
+                            "statement not understood ({err}) and it names a file operation (OUTFILE, DUMPFILE, LOAD DATA, LOAD XML, LOAD_FILE); raw passthrough does not cover file I/O"
+                        ),
+                    ),
                     Some(r) => Verdict::new(Action::Allow, r.label(), "raw passthrough"),
                     None => Verdict::new(
                         Action::Deny,
@@ -800,6 +884,10 @@ impl SessionRules {
         let e = &self.engine;
         let target = self.target.as_str();
         let sens = |s: &Source| e.sensitive.format(s, target);
+        // Built-in refusals: no rule allows them.
+        if let Some(r) = &f.refusal {
+            return Verdict::new(Action::Deny, r.rule.clone(), r.reason.clone());
+        }
         // Sensitive-data checks first: they hold whoever asks.
         let m = &e.masking;
         if let Some(s) = f.predicates.iter().find(|s| sens(s).is_some())
@@ -848,6 +936,40 @@ impl SessionRules {
         }
         let mut local = Vec::new();
         if !self.unmasked {
+            // A variable read back has no lineage: the value cannot be
+            // masked there.
+            if let Some(s) = f.assigned.iter().find(|s| sens(s).is_some()) {
+                return Verdict::new(
+                    if m.laundering == Laundering::Approve {
+                        Action::Approve
+                    } else {
+                        Action::Deny
+                    },
+                    "masking.laundering",
+                    format!(
+                        "sensitive column {s} assigned to a variable by {}: read back later, its value could not be masked",
+                        f.kind
+                    ),
+                );
+            }
+            // HANDLER … READ returns whole rows, also by index order or
+            // index lookups under a handler alias the analysis cannot tie
+            // back to the table.
+            if f.kind == "handler_open"
+                && let Some(s) = f
+                    .outputs
+                    .iter()
+                    .flat_map(|o| o.lineage.sources.iter())
+                    .find(|s| sens(s).is_some())
+            {
+                return Verdict::new(
+                    Action::Deny,
+                    "builtin.handler",
+                    format!(
+                        "HANDLER … OPEN of {s}, which holds sensitive columns: HANDLER … READ bypasses SELECT (index lookups and index order cannot be checked); use SELECT"
+                    ),
+                );
+            }
             // COPY carries no column names: nothing in it can be masked by
             // column.
             if f.kind == "copy"
@@ -971,7 +1093,23 @@ fn side_channel(name: &str) -> bool {
             | "lo_import"
             | "lo_export"
             | "lowrite"
+            // MySQL: a lock's name is visible to every session.
+            | "get_lock"
     )
+}
+
+/// Does text sluice could not parse name a MySQL file operation? Read
+/// loosely (case and everything but letters, digits and `_` ignored), so
+/// comments cannot hide one.
+fn mentions_file_io(sql: &str) -> bool {
+    let squeezed: String = sql
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    ["outfile", "dumpfile", "load_file", "loaddata", "loadxml"]
+        .iter()
+        .any(|w| squeezed.contains(w))
 }
 
 /// Functions that read tables named in a string (or by regclass), out of
@@ -1441,6 +1579,643 @@ classes = ["read"]
         assert!(Engine::new(&p, &MaskingConfig::default()).is_err());
         assert!(toml::from_str::<PolicyConfig>("[[rules]]\naction = \"maybe\"").is_err());
         assert!(toml::from_str::<PolicyConfig>("[[rules]]\nactoin = \"deny\"").is_err());
+    }
+
+    const MYSQL_POLICY: &str = r#"
+default = "deny"
+[[rules]]
+name = "agents"
+action = "allow"
+identities = ["host:10.0.1.*"]
+classes = ["read", "write", "transaction", "utility"]
+[[rules]]
+name = "where"
+action = "deny"
+without_where = true
+[[rules]]
+name = "dba"
+action = "allow"
+identities = ["uid:0"]
+raw = true
+[[rules]]
+name = "admin"
+action = "approve"
+classes = ["admin", "dcl", "ddl"]
+[[rules]]
+name = "sleep"
+action = "deny"
+functions = ["sleep", "benchmark"]
+"#;
+
+    fn mysql_engine(masking_extra: &str) -> Arc<Engine> {
+        let p: PolicyConfig = toml::from_str(MYSQL_POLICY).unwrap();
+        let m: MaskingConfig = toml::from_str(&format!("{masking_extra}\n{MASKING}")).unwrap();
+        Arc::new(Engine::new(&p, &m).unwrap())
+    }
+
+    /// MySQL, one line per case: identity, SQL → action, deciding rule
+    /// (prefix).
+    #[test]
+    fn mysql_decisions_table() {
+        let e = mysql_engine("");
+        let agent = "host:10.0.1.5";
+        let cases = [
+            (agent, "select id from orders", "allow", "policy.rules[0]"),
+            (
+                agent,
+                "select pan from cards limit 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "select `pan` from `Cards` where id = 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            // Executable comments are code.
+            (
+                agent,
+                "select id from cards where id = 1 /*! and pan like '4%' */",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                agent,
+                "select id from cards where id = 1 /*!50000 and pan like '4%' */",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                agent,
+                "select id from cards where id = 1 /*M!100100 and pan like '4%' */",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                agent,
+                "select id from cards where id = 1 /* and pan like '4%' */",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "select id from cards where id = 1 # and pan like '4%'",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "select 1 /*! ; delete from orders */",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                agent,
+                "select 1 /*! ; select /*+ hint */ id from orders */",
+                "deny",
+                "policy.unparseable",
+            ),
+            (
+                agent,
+                "select 1 /*! , pan from cards",
+                "deny",
+                "policy.unparseable",
+            ),
+            (
+                agent,
+                "select 1 /*!500001 , pan from cards */",
+                "deny",
+                "policy.unparseable",
+            ),
+            (
+                agent,
+                "select id from cards where note = '/*! or pan like 4 */'",
+                "allow",
+                "policy.rules[0]",
+            ),
+            // File I/O: whoever asks.
+            (
+                agent,
+                "select pan from cards into outfile '/tmp/x'",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "select pan from cards into outfile '/tmp/x'",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "select id into dumpfile '/tmp/x' from orders",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "load data local infile '/etc/passwd' into table t",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "load xml infile 'x' into table t",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "select load_file('/etc/shadow')",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "select 1; load data infile 'x' into table t",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "selec 1; load data infile 'x' into table t",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "selec pan into outfile '/tmp/x' from cards",
+                "deny",
+                "builtin.file_io",
+            ),
+            (
+                "uid:0",
+                "select 1 /*! , load_file('/x') ",
+                "deny",
+                "builtin.file_io",
+            ),
+            ("uid:0", "selec 1", "allow", "policy.rules[2]"),
+            // Variables: laundering masking cannot follow.
+            (
+                agent,
+                "select @v := pan from cards limit 1",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "select pan into @v from cards limit 1",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "select pan from cards where id = 1 into @v",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "set @v = (select pan from cards limit 1)",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "set @v := (select reverse(pan) from cards limit 1)",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "do @v := (select holder from cards limit 1)",
+                "deny",
+                "masking.laundering",
+            ),
+            (
+                agent,
+                "select id into @v from cards limit 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (agent, "set @v = 1", "allow", "policy.rules[0]"),
+            (agent, "select @v", "allow", "policy.rules[0]"),
+            (
+                "uid:0",
+                "set @v = (select pan from cards limit 1)",
+                "allow",
+                "policy.rules[2]",
+            ),
+            // PREPARE: decided as what it holds.
+            (
+                agent,
+                "prepare s from 'select pan from cards limit 1'",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "prepare s from 'select id from cards where pan = ?'",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                agent,
+                "prepare s from 'delete from orders'",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (agent, "prepare s from @q", "deny", "builtin.dynamic_sql"),
+            ("uid:0", "prepare s from @q", "deny", "builtin.dynamic_sql"),
+            (agent, "execute s using @a", "allow", "policy.rules[0]"),
+            (agent, "deallocate prepare s", "allow", "policy.rules[0]"),
+            // HANDLER reads around SELECT.
+            (agent, "handler cards open", "deny", "builtin.handler"),
+            (
+                agent,
+                "handler db1.cards open as h",
+                "deny",
+                "builtin.handler",
+            ),
+            ("uid:0", "handler cards open", "allow", "policy.rules[2]"),
+            (agent, "handler orders open", "allow", "policy.rules[0]"),
+            (
+                agent,
+                "handler orders read first limit 10",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "handler cards read first where pan like '4%'",
+                "deny",
+                "masking.probing",
+            ),
+            (
+                agent,
+                "handler cards read pan_idx = ('4111111111111111')",
+                "deny",
+                "masking.probing",
+            ),
+            (agent, "handler orders close", "allow", "policy.rules[0]"),
+            // Classification.
+            (agent, "show tables", "allow", "policy.rules[0]"),
+            (
+                agent,
+                "show tables where (select pan from cards limit 1) like '4%'",
+                "deny",
+                "masking.probing",
+            ),
+            (agent, "describe cards", "allow", "policy.rules[0]"),
+            (agent, "use shop", "allow", "policy.rules[0]"),
+            (agent, "set names utf8mb4", "allow", "policy.rules[0]"),
+            (agent, "set autocommit = 0", "allow", "policy.rules[0]"),
+            (agent, "kill query 12", "approve", "policy.rules[3]"),
+            (agent, "flush privileges", "approve", "policy.rules[3]"),
+            (
+                agent,
+                "purge binary logs to 'mysql-bin.000010'",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                agent,
+                "install plugin p soname 'p.so'",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                agent,
+                "create user 'u'@'%' identified by 'p'",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                agent,
+                "grant all on *.* to 'u'@'%'",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (
+                agent,
+                "set global general_log = 1",
+                "approve",
+                "policy.rules[3]",
+            ),
+            (agent, "call p()", "approve", "policy.rules[3]"),
+            (
+                agent,
+                "call p((select pan from cards limit 1))",
+                "deny",
+                "masking.stored",
+            ),
+            (agent, "do sleep(10)", "deny", "policy.rules[4]"),
+            (
+                agent,
+                "lock tables orders write",
+                "allow",
+                "policy.rules[0]",
+            ),
+            // Writes.
+            (
+                agent,
+                "replace into orders values (1)",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "replace into orders select pan from cards",
+                "deny",
+                "masking.stored",
+            ),
+            (
+                agent,
+                "insert into orders values (1) on duplicate key update n = n + 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "insert into cards (id, pan) values (1, '4') on duplicate key update pan = values(pan)",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "insert into orders set note = (select pan from cards limit 1)",
+                "deny",
+                "masking.stored",
+            ),
+            (
+                agent,
+                "update orders o join refunds r on o.id = r.id set o.x = 1",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                agent,
+                "update ignore orders set x = 1",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                agent,
+                "delete o from orders o join refunds r on o.id = r.id",
+                "deny",
+                "policy.rules[1]",
+            ),
+            (
+                agent,
+                "delete o from orders o join refunds r on o.id = r.id where r.x = 1",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (
+                agent,
+                "select 1; delete from orders",
+                "deny",
+                "policy.rules[1]",
+            ),
+            // Settings that change how text is read.
+            (
+                agent,
+                "set sql_mode = 'NO_BACKSLASH_ESCAPES'",
+                "deny",
+                "builtin.sql_mode",
+            ),
+            (
+                "uid:0",
+                "set sql_mode = 'ANSI_QUOTES'",
+                "deny",
+                "builtin.sql_mode",
+            ),
+            (
+                agent,
+                "set sql_mode = 'STRICT_ALL_TABLES'",
+                "allow",
+                "policy.rules[0]",
+            ),
+            (agent, "set names gbk", "deny", "builtin.charset"),
+            // MySQL functions.
+            (
+                agent,
+                "select get_lock(pan, 0) from cards limit 1",
+                "deny",
+                "masking.side_channel",
+            ),
+            (
+                agent,
+                "select id from cards where match(pan) against ('4111')",
+                "deny",
+                "masking.probing",
+            ),
+            (agent, "selec 1", "deny", "policy.unparseable"),
+        ];
+        for (identity, sql, action, rule) in cases {
+            let v = e
+                .session(identity, &[], "my")
+                .decide_in(Dialect::MySql, sql);
+            assert_eq!(v.action.as_str(), action, "{identity} {sql}: {v:?}");
+            assert!(v.rule.starts_with(rule), "{identity} {sql}: {v:?}");
+        }
+    }
+
+    /// MySQL, one line per case: SQL → masks (labels as MySQL names the
+    /// result columns).
+    #[test]
+    fn mysql_masks_table() {
+        let e = mysql_engine("");
+        let s = e.session("host:10.0.1.5", &[], "my");
+        let cases = [
+            ("select pan from cards limit 1", "pan:pci"),
+            ("select PAN from cards limit 1", "PAN:pci"),
+            ("select `pan` as `P` from `cards` limit 1", "P:pci"),
+            ("select * from cards limit 1", "holder:redact,pan:pci"),
+            (
+                "select * from public.cards limit 1",
+                "holder:redact,pan:pci",
+            ),
+            ("select * from db1.cards limit 1", "pan:pci"),
+            ("table cards", "holder:redact,pan:pci"),
+            (
+                "select reverse(pan) from cards limit 1",
+                "reverse(pan):redact",
+            ),
+            ("select REVERSE( pan ) r from cards limit 1", "r:redact"),
+            ("select hex(pan) from cards", "hex(pan):redact"),
+            (
+                "select to_base64(pan), unhex(pan) from cards",
+                "to_base64(pan):redact,unhex(pan):redact",
+            ),
+            (
+                "select concat(pan, '') from cards",
+                "concat(pan, ''):redact",
+            ),
+            (
+                "select concat_ws('-', id, pan) from cards",
+                "concat_ws('-', id, pan):redact",
+            ),
+            (
+                "select group_concat(pan) from cards",
+                "group_concat(pan):redact",
+            ),
+            (
+                "select json_object('p', pan) from cards",
+                "json_object('p', pan):redact",
+            ),
+            (
+                "select json_arrayagg(holder) from cards",
+                "json_arrayagg(holder):redact",
+            ),
+            ("select elt(1, pan) from cards", "elt(1, pan):redact"),
+            (
+                "select insert(pan, 7, 6, 'xxxxxx') from cards",
+                "insert(pan, 7, 6, 'xxxxxx'):redact",
+            ),
+            (
+                "select lpad(pan, 20, '0') from cards",
+                "lpad(pan, 20, '0'):redact",
+            ),
+            (
+                "select replace(pan, '1', 'i') from cards",
+                "replace(pan, '1', 'i'):redact",
+            ),
+            (
+                "select mid(pan, 1, 8), right(pan, 8) from cards",
+                "mid(pan, 1, 8):redact,right(pan, 8):redact",
+            ),
+            (
+                "select substring(pan, 1, 8) from cards",
+                "substring(pan, 1, 8):redact",
+            ),
+            (
+                "select convert(pan using latin1) from cards",
+                "convert(pan using latin1):redact",
+            ),
+            (
+                "select cast(pan as char) from cards",
+                "cast(pan as char):pci",
+            ),
+            ("select \"pan\" from cards", "pan:pci"),
+            ("select /*!50000 pan */ from cards", "pan:pci"),
+            ("select 1 /*!, pan from cards*/", "pan:pci"),
+            ("select id --1, pan from cards", "pan:pci"),
+            (
+                "select reverse(pan /* why */) from cards",
+                "reverse(pan ):redact",
+            ),
+            ("select x from (select pan as x from cards) s", "x:pci"),
+            (
+                "select `reverse(pan)` from (select reverse(pan) from cards) s",
+                "reverse(pan):redact",
+            ),
+            (
+                "prepare s from 'select reverse(pan) from cards'",
+                "reverse(pan):redact",
+            ),
+            ("handler orders open", ""),
+            ("select count(pan) from cards", ""),
+            ("select id from orders", ""),
+        ];
+        for (sql, want) in cases {
+            let v = s.decide_in(Dialect::MySql, sql);
+            assert_eq!(v.action, Action::Allow, "{sql}: {v:?}");
+            let got: Vec<String> = v
+                .masks
+                .iter()
+                .map(|(l, f)| format!("{l}:{}", f.as_str()))
+                .collect();
+            assert_eq!(got.join(","), want, "{sql}");
+        }
+        // The database name is the schema: `db.table` matches exactly, an
+        // unqualified table any database.
+        assert_eq!(
+            e.sensitive_format("my", "PUBLIC", "Cards", "Holder"),
+            Some(MaskFormat::Redact)
+        );
+        assert_eq!(e.sensitive_format("my", "db1", "cards", "holder"), None);
+        assert_eq!(
+            e.sensitive_format("my", "db1", "cards", "pan"),
+            Some(MaskFormat::Pci)
+        );
+    }
+
+    #[test]
+    fn mysql_variables_follow_the_laundering_setting() {
+        for (setting, action) in [
+            ("laundering = \"mask\"", Action::Deny),
+            ("laundering = \"deny\"", Action::Deny),
+            ("laundering = \"approve\"", Action::Approve),
+        ] {
+            let e = mysql_engine(setting);
+            let s = e.session("host:10.0.1.5", &[], "my");
+            for sql in [
+                "select @v := pan from cards limit 1",
+                "set @v = (select pan from cards limit 1)",
+                "select pan into @v from cards limit 1",
+            ] {
+                let v = s.decide_in(Dialect::MySql, sql);
+                assert_eq!(
+                    (v.action, v.rule.as_str()),
+                    (action, "masking.laundering"),
+                    "{setting} {sql}"
+                );
+            }
+        }
+    }
+
+    /// A statement shape decided in one dialect never answers for the
+    /// other, and a MySQL shape is the text the server runs.
+    #[test]
+    fn cache_keeps_dialects_and_executable_comments_apart() {
+        let e = mysql_engine("");
+        let s = e.session("host:10.0.1.5", &[], "my");
+        let sql = "select id /*!, pan */ from cards limit 1";
+        for _ in 0..2 {
+            assert!(s.decide_in(Dialect::Postgres, sql).masks.is_empty());
+            assert_eq!(s.decide_in(Dialect::MySql, sql).masks.len(), 1);
+        }
+        let sql = "select id from cards where id = 1 /*! or pan like '4%' */ limit 1";
+        assert_eq!(s.decide(sql).action, Action::Allow);
+        assert_eq!(s.decide_in(Dialect::MySql, sql).action, Action::Deny);
+        // `select 1` cached first does not answer for its executable twin.
+        assert!(s.decide_in(Dialect::MySql, "select 1").masks.is_empty());
+        assert_eq!(
+            s.decide_in(Dialect::MySql, "select 1 /*!, pan from cards*/")
+                .masks
+                .len(),
+            1
+        );
+        // MySQL names `pan + 0` and `pan + 1` differently: not one shape.
+        assert_eq!(
+            s.decide_in(Dialect::MySql, "select pan + 0 from cards")
+                .masks[0]
+                .0,
+            "pan + 0"
+        );
+        assert_eq!(
+            s.decide_in(Dialect::MySql, "select pan + 1 from cards")
+                .masks[0]
+                .0,
+            "pan + 1"
+        );
+        // Literals that decide stay: sql_mode.
+        assert_eq!(
+            s.decide_in(Dialect::MySql, "set sql_mode = ''").action,
+            Action::Allow
+        );
+        assert_eq!(
+            s.decide_in(Dialect::MySql, "set sql_mode = 'ANSI_QUOTES'")
+                .action,
+            Action::Deny
+        );
+        // The old entry points are PostgreSQL.
+        let (v, x) = s.explain("select 1 /*!, pan from cards*/");
+        assert!(v.masks.is_empty() && x.len() == 1);
+        let (v, x) = s.explain_in(Dialect::MySql, "select 1 /*!, pan from cards*/; select 2");
+        assert_eq!((v.masks.len(), x.len()), (1, 2));
     }
 
     #[test]

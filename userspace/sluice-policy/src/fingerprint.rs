@@ -17,6 +17,183 @@
 //! unterminated quote or comment, a `$` that does not open a dollar quote
 //! or name a parameter — there is no fingerprint, and the exact text is the
 //! cache key.
+//!
+//! MySQL ([`fingerprint_in`]) is fingerprinted after it is read the way
+//! the server reads it (executable comments unwrapped, comments dropped),
+//! so `select 1 /*!, pan from cards*/` never shares a shape with
+//! `select 1`. Two more literals stay: those inside a SELECT list (MySQL
+//! names an unaliased output column by its text, literals included, and
+//! masks follow names) and every literal of a `SET` (the value of
+//! `sql_mode` or `character_set_client` decides). Backtick names and
+//! double-quoted strings are kept as they are; a number that is not plain
+//! digits (`1e5`, `0x1F`, `1abc`, which MySQL may read as a name) is kept.
+
+use crate::{dialect::Dialect, mysql};
+
+/// The statement's shape in a dialect, or `None` when it is not safe to
+/// compute (or the text cannot be read).
+pub fn fingerprint_in(dialect: Dialect, sql: &str) -> Option<String> {
+    match dialect {
+        Dialect::Postgres => fingerprint(sql),
+        Dialect::MySql => fingerprint_mysql(&mysql::normalize(sql).ok()?.text),
+    }
+}
+
+/// MySQL text, already normalized (no comments left).
+pub(crate) fn fingerprint_mysql(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut prev = Prev::Start;
+    // Per parenthesis level: inside a SELECT list there.
+    let mut select_list: Vec<bool> = vec![false];
+    // The current statement is a SET.
+    let mut in_set = false;
+    let mut statement_start = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' => {
+                let end = mysql::quoted_end(b, i)?;
+                if text[i..end].contains('\\') {
+                    return None;
+                }
+                let replaceable = c == b'\'' && !in_set && !select_list.iter().any(|s| *s);
+                if replaceable {
+                    literal(&mut out, &prev, text, i..end);
+                } else {
+                    out.push_str(&text[i..end]);
+                }
+                prev = Prev::Literal;
+                statement_start = false;
+                i = end;
+            }
+            b'`' => {
+                let end = mysql::quoted_end(b, i)?;
+                out.push_str(&text[i..end]);
+                prev = Prev::Word;
+                statement_start = false;
+                i = end;
+            }
+            b'0'..=b'9' | b'.' if c != b'.' || b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let mut end = i;
+                while end < b.len()
+                    && (b[end].is_ascii_alphanumeric()
+                        || b[end] == b'.'
+                        || b[end] == b'_'
+                        || b[end] == b'$'
+                        || b[end] >= 0x80)
+                {
+                    end += 1;
+                }
+                let token = &text[i..end];
+                let plain = token.bytes().all(|x| x.is_ascii_digit() || x == b'.')
+                    && token.bytes().filter(|x| *x == b'.').count() <= 1;
+                if plain && !in_set && !select_list.iter().any(|s| *s) {
+                    literal(&mut out, &prev, text, i..end);
+                    prev = Prev::Literal;
+                } else {
+                    out.push_str(token);
+                    prev = Prev::Word;
+                }
+                statement_start = false;
+                i = end;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c == b'@' || c >= 0x80 => {
+                let mut end = i + 1;
+                while end < b.len()
+                    && (b[end].is_ascii_alphanumeric()
+                        || b[end] == b'_'
+                        || b[end] == b'$'
+                        || b[end] == b'@'
+                        || b[end] >= 0x80)
+                {
+                    end += 1;
+                }
+                // x'…', b'…', n'…', _charset'…': kept as the exact text.
+                if matches!(b.get(end), Some(b'\'' | b'"')) {
+                    return None;
+                }
+                let word = &text[i..end];
+                if statement_start {
+                    in_set = word.eq_ignore_ascii_case("set");
+                    statement_start = false;
+                }
+                let level = select_list.last_mut()?;
+                if word.eq_ignore_ascii_case("select") {
+                    *level = true;
+                } else if [
+                    "into",
+                    "from",
+                    "where",
+                    "group",
+                    "having",
+                    "window",
+                    "order",
+                    "limit",
+                    "union",
+                    "except",
+                    "intersect",
+                    "for",
+                    "lock",
+                    "procedure",
+                ]
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w))
+                {
+                    *level = false;
+                }
+                out.push_str(word);
+                prev = Prev::Word;
+                i = end;
+            }
+            c if c.is_ascii_whitespace() => {
+                out.push(c as char);
+                i += 1;
+            }
+            b'(' => {
+                select_list.push(false);
+                out.push('(');
+                prev = Prev::Op(i, i + 1);
+                statement_start = false;
+                i += 1;
+            }
+            b')' => {
+                if select_list.len() > 1 {
+                    select_list.pop();
+                }
+                out.push(')');
+                prev = Prev::Op(i, i + 1);
+                i += 1;
+            }
+            b';' => {
+                select_list = vec![false];
+                in_set = false;
+                statement_start = true;
+                out.push(';');
+                prev = Prev::Op(i, i + 1);
+                i += 1;
+            }
+            _ => {
+                let start = i;
+                while i < b.len() && is_operator_byte(b[i]) && b[i] != b'`' {
+                    i += 1;
+                }
+                if i == start {
+                    i += 1;
+                }
+                // Whole characters only.
+                while !text.is_char_boundary(i) {
+                    i += 1;
+                }
+                out.push_str(&text[start..i]);
+                prev = Prev::Op(start, i);
+                statement_start = false;
+            }
+        }
+    }
+    Some(out)
+}
 
 /// The statement's shape, or `None` when it is not safe to compute.
 pub fn fingerprint(sql: &str) -> Option<String> {
@@ -317,6 +494,88 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(fingerprint(sql).as_deref(), *want, "{sql}");
         }
+    }
+
+    /// MySQL, one line per case: SQL → its fingerprint (None: not safe).
+    #[test]
+    fn mysql_fingerprint_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "SELECT abalance FROM accounts WHERE aid = 42",
+                Some("SELECT abalance FROM accounts WHERE aid = ?"),
+            ),
+            (
+                "select * from t where a='x' and b <> 2.5",
+                Some("select * from t where a=? and b <> ?"),
+            ),
+            (
+                "select * from t where a = 1 /* c */",
+                Some("select * from t where a = ?  "),
+            ),
+            (
+                "select 1 /*!, pan from cards*/",
+                Some("select 1  , pan from cards "),
+            ),
+            // In a SELECT list the text names the column: literals stay.
+            (
+                "select pan + 1 from cards",
+                Some("select pan + 1 from cards"),
+            ),
+            (
+                "select (select x from t where y = 5) from u where z = 6",
+                Some("select (select x from t where y = 5) from u where z = ?"),
+            ),
+            (
+                "select a from (select b from t where c = 1) s where d = 2",
+                Some("select a from (select b from t where c = ?) s where d = ?"),
+            ),
+            // SET: every literal decides (sql_mode, character sets).
+            ("set sql_mode = 'ANSI'", Some("set sql_mode = 'ANSI'")),
+            (
+                "set @a = 1; select 1 from t where x = 2",
+                Some("set @a = 1; select 1 from t where x = ?"),
+            ),
+            (
+                "select `a = 1` from t where `b` = 2",
+                Some("select `a = 1` from t where `b` = ?"),
+            ),
+            (
+                "select * from t where a = \"x\"",
+                Some("select * from t where a = \"x\""),
+            ),
+            (
+                "select * from t where a = 1e5",
+                Some("select * from t where a = 1e5"),
+            ),
+            (
+                "select * from t where a = 0x1F",
+                Some("select * from t where a = 0x1F"),
+            ),
+            (
+                "select * from t where a = 1abc",
+                Some("select * from t where a = 1abc"),
+            ),
+            (
+                "select * from t where a = @v",
+                Some("select * from t where a = @v"),
+            ),
+            ("select * from t limit 10", Some("select * from t limit 10")),
+            ("select * from t where a = 'x\\'y'", None),
+            ("select * from t where a = x'41'", None),
+            ("select * from t where a = _utf8mb4'x'", None),
+            ("select 1 /*! , pan", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(
+                fingerprint_in(Dialect::MySql, sql).as_deref(),
+                *want,
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            fingerprint_in(Dialect::Postgres, "select 1 /*!, pan from cards*/").as_deref(),
+            Some("select 1 /*!, pan from cards*/")
+        );
     }
 
     /// Statements whose analyses differ never share a fingerprint.

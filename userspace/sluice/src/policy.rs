@@ -2,8 +2,9 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Subcommand;
-use sluice_config::Config;
+use sluice_config::{Config, Protocol};
 use sluice_policy::{
+    Dialect,
     analyze::Source,
     engine::{Action, Engine},
 };
@@ -29,14 +30,24 @@ pub enum PolicyCommand {
         /// Target name (default: the first target in the config).
         #[arg(short, long)]
         target: Option<String>,
+        /// SQL dialect: postgres or mysql (mariadb). Default: the target's
+        /// protocol (mysql for a `protocol = "mysql"` target, else postgres).
+        #[arg(short, long, value_parser = parse_dialect)]
+        dialect: Option<Dialect>,
         /// The SQL (one or more statements); `-` reads standard input.
         sql: String,
     },
 }
 
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    s.parse()
+        .map_err(|e: sluice_policy::dialect::UnknownDialect| e.to_string())
+}
+
 const CHECK_EXAMPLES: &str = "Examples:
   sluice policy check -c sluice.toml -i host:10.0.1.5 \"SELECT pan FROM cards LIMIT 5\"
   sluice policy check -c sluice.toml -i uid:1000 -t billing \"DELETE FROM orders\"
+  sluice policy check -c sluice.toml -i uid:1000 --dialect mysql \"SELECT 1 /*!, pan FROM cards */\"
   echo \"SELECT reverse(pan) FROM cards\" | sluice policy check -c sluice.toml -i host:10.0.1.5 -";
 
 /// Run a policy command.
@@ -46,8 +57,9 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             config,
             identity,
             target,
+            dialect,
             sql,
-        } => match check(&config, &identity, target.as_deref(), &sql) {
+        } => match check(&config, &identity, target.as_deref(), dialect, &sql) {
             Ok(Action::Allow) => ExitCode::SUCCESS,
             Ok(Action::Deny) => ExitCode::from(1),
             Ok(Action::Approve) => ExitCode::from(3),
@@ -63,6 +75,7 @@ fn check(
     path: &std::path::Path,
     identity: &str,
     target: Option<&str>,
+    dialect: Option<Dialect>,
     sql: &str,
 ) -> anyhow::Result<Action> {
     let config = Config::load(path)?;
@@ -81,6 +94,12 @@ fn check(
             .map(|t| t.name.clone())
             .unwrap_or_default(),
     };
+    // The target's protocol says how its statements are written.
+    let dialect =
+        dialect.unwrap_or_else(|| match config.targets.iter().find(|t| t.name == target) {
+            Some(t) if t.protocol == Protocol::Mysql => Dialect::MySql,
+            _ => Dialect::Postgres,
+        });
     let sql = if sql == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -95,9 +114,9 @@ fn check(
         .map(|r| r.groups.clone())
         .unwrap_or_default();
     let session = engine.session(identity, &groups, &target);
-    let (verdict, statements) = session.explain(&sql);
+    let (verdict, statements) = session.explain_in(dialect, &sql);
     println!(
-        "identity {identity}{}, target {target}{}",
+        "identity {identity}{}, target {target} ({dialect}){}",
         if groups.is_empty() {
             String::new()
         } else {
@@ -137,6 +156,12 @@ fn check(
                     println!(
                         "  stored:     {}",
                         list(f.stored.iter().map(Source::to_string).collect())
+                    );
+                }
+                if !f.assigned.is_empty() {
+                    println!(
+                        "  assigned:   {}",
+                        list(f.assigned.iter().map(Source::to_string).collect())
                     );
                 }
                 if matches!(f.kind.as_str(), "delete" | "update") {
