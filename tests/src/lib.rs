@@ -22,6 +22,7 @@ pub mod bench_store;
 pub mod daemon;
 pub mod demo;
 pub mod labctl;
+pub mod leaks;
 pub mod mariadb;
 pub mod netns;
 pub mod oidc;

@@ -264,7 +264,10 @@ where
     send(&mut client, 0, &relayed.encode(), "client").await?;
 
     // 3. The client's answer, over TLS if it asks.
-    let mut first = read(&mut client, &mut cbuf, MAX_HANDSHAKE, "client").await?;
+    // Read exactly one packet: a client that asks for TLS starts its
+    // handshake right behind the request, without waiting for an answer,
+    // and those bytes must stay in the socket for the TLS acceptor.
+    let mut first = read_exact_packet(&mut client, MAX_HANDSHAKE, "client").await?;
     if is_ssl_request(&first.payload) {
         let Some(tls) = &config.client_tls else {
             return Err(refused(
@@ -276,16 +279,6 @@ where
             )
             .await);
         };
-        if !cbuf.is_empty() {
-            // Bytes sent before the TLS handshake would be read as if they
-            // had come over TLS.
-            return Err(MyError::Protocol {
-                leg: "client",
-                source: sluice_mywire::CodecError::Malformed(
-                    "data sent before the TLS handshake".into(),
-                ),
-            });
-        }
         let Conn::Plain(tcp) = client else {
             return Err(MyError::Refused("TLS requested twice".into()));
         };
@@ -479,6 +472,34 @@ pub(crate) async fn read(
                 source: std::io::ErrorKind::UnexpectedEof.into(),
             });
         }
+    }
+}
+
+/// Read one packet of at most `max` bytes with exact reads, so that
+/// nothing behind it leaves the socket.
+async fn read_exact_packet(
+    stream: &mut (impl AsyncRead + Unpin),
+    max: usize,
+    leg: &'static str,
+) -> Result<Packet, MyError> {
+    let io = |source| MyError::Io { leg, source };
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await.map_err(io)?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len > max || len >= sluice_mywire::packet::MAX_CHUNK {
+        return Err(MyError::Protocol {
+            leg,
+            source: sluice_mywire::CodecError::TooLarge { len, max },
+        });
+    }
+    let mut buf = BytesMut::with_capacity(4 + len);
+    buf.extend_from_slice(&header);
+    buf.resize(4 + len, 0);
+    stream.read_exact(&mut buf[4..]).await.map_err(io)?;
+    match packet::decode(&mut buf, max) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+        Err(source) => Err(MyError::Protocol { leg, source }),
     }
 }
 

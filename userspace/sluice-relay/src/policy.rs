@@ -33,6 +33,7 @@ use sluice_pgproxy::{
 };
 use sluice_pgproxy::{Hold, Settled};
 use sluice_policy::{
+    Dialect,
     detect::Scanner,
     engine::{Action, Engine, SessionRules},
     mask::{MaskFormat, Masker, text_like},
@@ -221,7 +222,12 @@ impl SessionPolicy for RuleSession {
                 rule: "policy.function_call: fast-path function calls cannot be analysed; call the function in a statement".into(),
             };
         }
-        let v = self.rules.decide(statement.text);
+        let dialect = if self.mysql {
+            Dialect::MySql
+        } else {
+            Dialect::Postgres
+        };
+        let v = self.rules.decide_in(dialect, statement.text);
         if v.action != Action::Deny && !v.masks.is_empty() {
             // A held statement's masks apply from now on: if it is
             // approved its rows are masked; if not, masking more is safe.
