@@ -1615,6 +1615,17 @@ impl Walker {
                 self.predicate(e, &scope);
             }
         }
+        // WINDOW w AS (PARTITION BY … ORDER BY …): like an inline window.
+        for w in &s.named_window {
+            if let ast::NamedWindowExpr::WindowSpec(spec) = &w.1 {
+                for e in &spec.partition_by {
+                    self.predicate(e, &scope);
+                }
+                for o in &spec.order_by {
+                    self.predicate(&o.expr, &scope);
+                }
+            }
+        }
         outs
     }
 

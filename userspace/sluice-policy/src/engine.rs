@@ -2166,6 +2166,31 @@ functions = ["sleep", "benchmark"]
         }
     }
 
+    /// Deny patterns see MySQL text both as sent and as the server runs it.
+    #[test]
+    fn mysql_deny_patterns_see_the_executed_text() {
+        let p: PolicyConfig =
+            toml::from_str("default = \"allow\"\ndeny_patterns = [\"(?i)benchmark\\\\s*\\\\(\"]")
+                .unwrap();
+        let e = Arc::new(Engine::new(&p, &MaskingConfig::default()).unwrap());
+        let s = e.session("x", &[], "my");
+        for (sql, action) in [
+            ("select benchmark(10, 1)", Action::Deny),
+            ("select benchmark/**/(10, 1)", Action::Deny),
+            ("select /*!benchmark*/(10, 1)", Action::Deny),
+            ("select 1", Action::Allow),
+        ] {
+            let v = s.decide_in(Dialect::MySql, sql);
+            assert_eq!(v.action, action, "{sql}: {v:?}");
+        }
+        // PostgreSQL reads `/**/` as a comment too, but only the text as
+        // sent is matched there.
+        assert_eq!(
+            s.decide("select benchmark/**/(10, 1)").action,
+            Action::Allow
+        );
+    }
+
     /// A statement shape decided in one dialect never answers for the
     /// other, and a MySQL shape is the text the server runs.
     #[test]

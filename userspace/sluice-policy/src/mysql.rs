@@ -1314,6 +1314,14 @@ mod tests {
             ("select @v := pan from cards", "@v := pan~=cards.pan"),
             ("values row(1, 2)", "column_0~= column_1~="),
             (
+                "select *\nfrom (\n  select reverse( pan )\n  from cards\n) s",
+                "reverse( pan )~=cards.pan",
+            ),
+            (
+                "select * from (select 'é' e) a, (select hex(pan) from cards) b",
+                "e~= hex(pan)~=cards.pan",
+            ),
+            (
                 "prepare s from 'select reverse(pan) from cards'",
                 "reverse(pan)~=cards.pan",
             ),
@@ -1360,6 +1368,12 @@ mod tests {
             ),
             (
                 "select sum(id) over (partition by pan) from cards",
+                "cards.pan",
+                "",
+                "",
+            ),
+            (
+                "select sum(id) over w from cards window w as (order by pan)",
                 "cards.pan",
                 "",
                 "",
