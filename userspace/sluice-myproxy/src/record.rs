@@ -3,7 +3,10 @@
 //! `query` (COM_QUERY), `execute` (COM_STMT_EXECUTE, with its decoded
 //! parameters), `init_db`, `field_list`, `process_info`, `kill` — and one
 //! outcome per result (a multi-statement query has several).
-use sluice_mywire::response::{ErrPacket, OkPacket};
+use sluice_mywire::{
+    command::ParamValue,
+    response::{ErrPacket, OkPacket},
+};
 use sluice_pgproxy::{Decision, Settled};
 use sluice_store::{
     event::{ApprovalEvent, Event, Outcome, Param, ResultSummary, StatementEvent},
@@ -46,10 +49,21 @@ pub(crate) fn builtin(protocol: &'static str, text: &str, allow: bool, rule: &st
 }
 
 /// A prepared statement's parameter as recorded: text with cardholder
-/// data masked, or only the length of a value that is not text.
-pub(crate) fn param(value: Option<&str>, binary_len: Option<usize>) -> Param {
-    match (value, binary_len) {
-        (Some(s), _) => Param::Text(mask_pans(s).into_owned()),
+/// data masked, or only the length of a value that is not text — bytes
+/// that are not printable UTF-8 (whose content cannot be checked for
+/// cardholder data, as in a PostgreSQL session), or long data (`long`:
+/// the bytes sent with COM_STMT_SEND_LONG_DATA).
+pub(crate) fn param(p: &sluice_mywire::command::Param, long: Option<usize>) -> Param {
+    if let ParamValue::Bytes(b) = &p.value
+        && !std::str::from_utf8(b)
+            .is_ok_and(|s| s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'))
+    {
+        return Param::Binary {
+            binary_bytes: b.len(),
+        };
+    }
+    match (p.display(), long) {
+        (Some(s), _) => Param::Text(mask_pans(&s).into_owned()),
         (None, Some(n)) => Param::Binary { binary_bytes: n },
         (None, None) => Param::Null,
     }
@@ -140,4 +154,81 @@ pub(crate) fn error(
         duration_us,
         result: tally.summary(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_mywire::{command::Param as Bound, response::types};
+
+    use super::*;
+
+    fn bound(column_type: u8, value: ParamValue) -> Bound {
+        Bound {
+            column_type,
+            unsigned: false,
+            value,
+        }
+    }
+
+    #[test]
+    fn parameters_are_recorded_as_text_or_by_length() {
+        let pan = b"4111111111111111".to_vec();
+        for (p, long, want) in [
+            (
+                bound(types::STRING, ParamValue::Bytes(b"O'Reilly".to_vec())),
+                None,
+                Param::Text("'O\\'Reilly'".into()),
+            ),
+            // Text keeps its newlines and tabs; cardholder data is masked.
+            (
+                bound(types::STRING, ParamValue::Bytes(b"a\nb\tc".to_vec())),
+                None,
+                Param::Text("'a\\nb\tc'".into()),
+            ),
+            (
+                bound(types::STRING, ParamValue::Bytes(pan.clone())),
+                None,
+                Param::Text("'411111******1111'".into()),
+            ),
+            // Bytes that are not printable text: by length only, never
+            // as hex (which would carry a PAN past the masking).
+            (
+                bound(
+                    types::STRING,
+                    ParamValue::Bytes([&b"\xff\x00"[..], &pan].concat()),
+                ),
+                None,
+                Param::Binary { binary_bytes: 18 },
+            ),
+            (
+                bound(types::BLOB, ParamValue::Bytes(b"\x00\x01".to_vec())),
+                None,
+                Param::Binary { binary_bytes: 2 },
+            ),
+            // A decimal bound as a string reads as the number it is.
+            (
+                bound(
+                    types::DECIMAL,
+                    ParamValue::Bytes(b"-123456789.125".to_vec()),
+                ),
+                None,
+                Param::Text("-123456789.125".into()),
+            ),
+            (
+                bound(types::LONGLONG, ParamValue::Int(-5)),
+                None,
+                Param::Text("-5".into()),
+            ),
+            (
+                bound(types::BLOB, ParamValue::Long),
+                Some(300_000),
+                Param::Binary {
+                    binary_bytes: 300_000,
+                },
+            ),
+            (bound(types::NULL, ParamValue::Null), None, Param::Null),
+        ] {
+            assert_eq!(param(&p, long), want, "{p:?}");
+        }
+    }
 }

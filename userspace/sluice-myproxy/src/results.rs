@@ -8,9 +8,12 @@
 //! shape with binary rows, which the rewriter sees in their text form
 //! (what the text protocol would have sent): a string value it replaces
 //! is re-encoded in place, any other replaced value becomes NULL, so the
-//! row stays valid for its column types. Each column carries its origin
-//! (database, table, column) from the definition, which lets masking
-//! confirm lineage by name whatever the query called the column.
+//! row stays valid for its column types. An execute that opens a cursor
+//! (`CURSOR_TYPE_READ_ONLY`) answers with the column definitions only;
+//! its rows come, masked alike, with each COM_STMT_FETCH. Each column
+//! carries its origin (database, table, column) from the definition,
+//! which lets masking confirm lineage by name whatever the query called
+//! the column.
 //!
 //! A `LOCAL INFILE` request from the database (which sluice never lets a
 //! client agree to) is answered with an empty file and the client gets an
@@ -148,14 +151,34 @@ impl Session<'_> {
                         })?);
                         self.pass(&p);
                     }
+                    let mut cursor = false;
                     if self.caps & caps::DEPRECATE_EOF == 0 {
                         let eof = self.up().await?;
+                        cursor = binary.is_some()
+                            && status_of(&eof.payload, self.caps) & response::status::CURSOR_EXISTS
+                                != 0;
                         self.pass(&eof);
                     }
                     if let Some(id) = binary
                         && let Some(stmt) = self.stmts.get_mut(&id)
                     {
                         stmt.columns = defs.clone();
+                    }
+                    if cursor {
+                        // An execute that opened a cursor
+                        // (CURSOR_TYPE_READ_ONLY): its EOF says so, and
+                        // no rows follow; they come with COM_STMT_FETCH.
+                        // (Under CLIENT_DEPRECATE_EOF that EOF is the OK
+                        // that `rows` reads as the end of an empty result.)
+                        let tally = Tally {
+                            columns: defs
+                                .iter()
+                                .map(|d| String::from_utf8_lossy(&d.name).into_owned())
+                                .collect(),
+                            ..Tally::default()
+                        };
+                        self.outcome(record::ok(statement, None, tally, micros(sent)));
+                        return Ok(());
                     }
                     match self.rows(statement, sent, &defs, binary.is_some()).await? {
                         End::Done(status)

@@ -318,10 +318,9 @@ impl Session<'_> {
         let mut values = Vec::with_capacity(execute.params.len());
         let mut recorded = Vec::with_capacity(execute.params.len());
         for (i, p) in execute.params.iter().enumerate() {
-            let text = p.value.display();
             let long = stmt.long.get(i).copied().flatten();
-            recorded.push(record::param(text.as_deref(), long));
-            values.push(text.map(Bytes::from));
+            recorded.push(record::param(p, long));
+            values.push(p.display().map(Bytes::from));
         }
         stmt.long.iter_mut().for_each(|l| *l = None);
         self.statement(
