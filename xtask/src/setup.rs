@@ -71,10 +71,14 @@ const PYTHON_VENV: &str = "/var/lib/sluice-lab/venv";
 /// psycopg 3 with its bundled libpq (the `binary` extra), pinned like
 /// bpf-linker: the version the lab tests were written and checked against.
 const PSYCOPG_VERSION: &str = "3.3.9";
-/// The MySQL tests' drivers, pinned likewise: PyMySQL (pure Python) and
-/// mysqlclient (`MySQLdb`, built against Debian's libmariadb).
+/// The MySQL tests' drivers, pinned likewise: PyMySQL (pure Python),
+/// mysqlclient (`MySQLdb`, built against Debian's libmariadb), and MySQL
+/// Connector/Python (`mysql.connector`, a manylinux wheel with its C
+/// extension), whose `cursor(prepared=True)` speaks the binary protocol
+/// (COM_STMT_PREPARE/EXECUTE) the other two never use.
 const PYMYSQL_VERSION: &str = "1.2.4";
 const MYSQLCLIENT_VERSION: &str = "2.3.1";
+const MYSQL_CONNECTOR_VERSION: &str = "26.10.0";
 
 /// Process names of a MariaDB server and of the wrapper script that
 /// restarts it (`comm`, at most 15 bytes).
@@ -236,23 +240,26 @@ fn python_venv(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Step 1b, continued: the MySQL drivers in the same venv, pinned: PyMySQL and
-/// mysqlclient. mysqlclient has no Linux wheels; pip builds it from source
-/// with build-essential and python3-dev, finding libmariadb's flags through
-/// `pkg-config mariadb` (libmariadb-dev). Reinstalls only if either is
-/// missing, does not import, or is not the pinned version.
+/// Step 1b, continued: the MySQL drivers in the same venv, pinned: PyMySQL,
+/// mysqlclient and MySQL Connector/Python. mysqlclient has no Linux wheels;
+/// pip builds it from source with build-essential and python3-dev, finding
+/// libmariadb's flags through `pkg-config mariadb` (libmariadb-dev).
+/// Reinstalls only if any is missing, does not import, or is not the pinned
+/// version.
 fn python_mysql(ctx: &Context) -> Result<()> {
-    let want = format!("{PYMYSQL_VERSION} {MYSQLCLIENT_VERSION}");
+    let want = format!("{PYMYSQL_VERSION} {MYSQLCLIENT_VERSION} {MYSQL_CONNECTOR_VERSION}");
     let thing = format!(
-        "PyMySQL {PYMYSQL_VERSION} and mysqlclient {MYSQLCLIENT_VERSION} in the venv {PYTHON_VENV}"
+        "PyMySQL {PYMYSQL_VERSION}, mysqlclient {MYSQLCLIENT_VERSION} and \
+         mysql-connector-python {MYSQL_CONNECTOR_VERSION} in the venv {PYTHON_VENV}"
     );
     let python = Path::new(PYTHON_VENV).join("bin/python3");
-    // Both imports: a mysqlclient whose libmariadb went away does not load.
+    // Every import: a mysqlclient whose libmariadb went away does not load.
     // (`pymysql.__version__` imitates MySQLdb's; ask the distributions.)
     let installed = first_line_if_ok(ctx.command(&python).args([
         "-c",
-        "import pymysql, MySQLdb; from importlib.metadata import version as v; \
-         print(v('PyMySQL'), v('mysqlclient'))",
+        "import pymysql, MySQLdb, mysql.connector; \
+         from importlib.metadata import version as v; \
+         print(v('PyMySQL'), v('mysqlclient'), v('mysql-connector-python'))",
     ]));
     if installed.as_deref() == Some(want.as_str()) {
         present(&thing);
@@ -267,6 +274,7 @@ fn python_mysql(ctx: &Context) -> Result<()> {
         "--disable-pip-version-check",
         &format!("PyMySQL=={PYMYSQL_VERSION}"),
         &format!("mysqlclient=={MYSQLCLIENT_VERSION}"),
+        &format!("mysql-connector-python=={MYSQL_CONNECTOR_VERSION}"),
     ]))?;
     ok(&thing);
     Ok(())
