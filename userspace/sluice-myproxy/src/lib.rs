@@ -86,4 +86,9 @@ pub(crate) mod codes {
     pub const UNREACHABLE: u16 = 2003;
     /// ER_NET_PACKET_TOO_LARGE.
     pub const TOO_LARGE: u16 = 1153;
+    /// CR_SERVER_LOST, as a client library would report it: the database
+    /// closed the connection mid-session.
+    pub const LOST_DATABASE: u16 = 2013;
+    /// ER_UNKNOWN_CHARACTER_SET: a client character set sluice refuses.
+    pub const CHARSET: u16 = 1115;
 }

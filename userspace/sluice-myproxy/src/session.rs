@@ -143,8 +143,26 @@ pub(crate) async fn run(
         };
         s.summary.bytes_up += packet.raw.len() as u64;
         s.cseq = packet.seq.wrapping_add(1);
-        if !s.command(packet).await? {
-            return Ok(());
+        match s.command(packet).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(
+                e @ MyError::Io {
+                    leg: "upstream", ..
+                },
+            ) => {
+                // The database went away (restart, crash, network): the
+                // client hears it from sluice rather than from a reset.
+                s.out.clear();
+                s.err(
+                    codes::LOST_DATABASE,
+                    "08S01",
+                    "sluice: lost the connection to the database",
+                );
+                let _ = s.flush().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -61,6 +61,12 @@ const STRUCK: u64 = caps::COMPRESS
     | caps::MARIADB_EXTENDED_METADATA
     | caps::MARIADB_CACHE_METADATA;
 
+/// Handshake collation ids of character sets whose multi-byte characters
+/// may end in 0x5c (`\`) or 0x27 (`'`): big5, sjis, gbk, cp932, gb18030.
+/// The policy reads statements as UTF-8-compatible text; with these a
+/// statement could mean something else to the database.
+const UNSAFE_CHARSETS: [u8; 11] = [1, 84, 13, 88, 28, 87, 95, 96, 248, 249, 250];
+
 /// Serve one client whose connection was headed for `route.original`.
 /// `dial` opens the database connection.
 pub async fn run<F, Fut>(
@@ -327,6 +333,19 @@ where
         .iter()
         .find(|(k, _)| k.as_slice() == b"program_name")
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    if UNSAFE_CHARSETS.contains(&response.charset) {
+        return Err(refused(
+            &mut client,
+            client_seq.wrapping_add(1),
+            codes::CHARSET,
+            "42000",
+            format!(
+                "sluice: client character set {} is refused: its multi-byte characters can hide a quote or backslash, so sluice could read a statement differently from the database; use utf8mb4",
+                response.charset
+            ),
+        )
+        .await);
+    }
     if response.capabilities & (caps::COMPRESS | caps::ZSTD_COMPRESSION) != 0 {
         return Err(refused(
             &mut client,

@@ -258,6 +258,12 @@ fn mariadb_client_through_the_engine() {
     assert!(err.contains("1146"), "{err}");
     assert_eq!(out, "3\n");
 
+    // A client character set whose multi-byte characters can hide a quote
+    // is refused at the handshake, saying why.
+    let (ok, _, err) = client(addr, &["--default-character-set=gbk"], "SELECT 1;");
+    assert!(!ok);
+    assert!(err.contains("1115") && err.contains("use utf8mb4"), "{err}");
+
     // Compression is not offered: a client that asks for it gets an
     // uncompressed session sluice can read.
     let (ok, out, err) = client(
