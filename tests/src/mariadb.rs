@@ -433,3 +433,49 @@ mod tests {
         );
     }
 }
+
+/// The policy the MySQL gateway tests run with: reads and writes allowed,
+/// DELETE without WHERE refused, DDL held for approval (2 s), the card
+/// columns of `shop.cards` masked.
+pub const TEST_POLICY: &str = r#"
+[policy]
+default = "deny"
+
+[[policy.rules]]
+name = "agents"
+action = "allow"
+classes = ["read", "write", "transaction", "utility"]
+
+[[policy.rules]]
+name = "no bulk delete"
+action = "deny"
+without_where = true
+
+[[policy.rules]]
+name = "ddl needs a human"
+action = "approve"
+classes = ["ddl"]
+
+[approvals]
+timeout_secs = 2
+
+[masking]
+laundering = "mask"
+probing = "deny"
+stored = "deny"
+
+[[masking.columns]]
+table = "cards"
+column = "pan"
+format = "pci"
+
+[[masking.columns]]
+table = "cards"
+column = "holder"
+format = "redact"
+
+[[masking.columns]]
+table = "cards"
+column = "pan_num"
+format = "pci"
+"#;

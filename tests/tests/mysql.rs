@@ -17,48 +17,7 @@ use sluice_lab::{
     scenario::{Custom, MysqlRun, start_mysql, start_mysql_with},
 };
 
-const POLICY: &str = r#"
-[policy]
-default = "deny"
-
-[[policy.rules]]
-name = "agents"
-action = "allow"
-classes = ["read", "write", "transaction", "utility"]
-
-[[policy.rules]]
-name = "no bulk delete"
-action = "deny"
-without_where = true
-
-[[policy.rules]]
-name = "ddl needs a human"
-action = "approve"
-classes = ["ddl"]
-
-[approvals]
-timeout_secs = 2
-
-[masking]
-laundering = "mask"
-probing = "deny"
-stored = "deny"
-
-[[masking.columns]]
-table = "cards"
-column = "pan"
-format = "pci"
-
-[[masking.columns]]
-table = "cards"
-column = "holder"
-format = "redact"
-
-[[masking.columns]]
-table = "cards"
-column = "pan_num"
-format = "pci"
-"#;
+use sluice_lab::mariadb::TEST_POLICY as POLICY;
 
 fn setup(tag: &str, index: u8) -> MysqlRun {
     start_mysql(tag, index, |_| Custom {

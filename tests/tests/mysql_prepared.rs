@@ -19,50 +19,7 @@ use sluice_lab::{
     scenario::{Custom, MysqlRun, agent_script_in, start_mysql},
 };
 
-/// The MySQL gateway tests' policy (tests/tests/mysql.rs): reads and writes
-/// allowed, DELETE without WHERE refused, DDL held, the card columns masked.
-const POLICY: &str = r#"
-[policy]
-default = "deny"
-
-[[policy.rules]]
-name = "agents"
-action = "allow"
-classes = ["read", "write", "transaction", "utility"]
-
-[[policy.rules]]
-name = "no bulk delete"
-action = "deny"
-without_where = true
-
-[[policy.rules]]
-name = "ddl needs a human"
-action = "approve"
-classes = ["ddl"]
-
-[approvals]
-timeout_secs = 2
-
-[masking]
-laundering = "mask"
-probing = "deny"
-stored = "deny"
-
-[[masking.columns]]
-table = "cards"
-column = "pan"
-format = "pci"
-
-[[masking.columns]]
-table = "cards"
-column = "holder"
-format = "redact"
-
-[[masking.columns]]
-table = "cards"
-column = "pan_num"
-format = "pci"
-"#;
+use sluice_lab::mariadb::TEST_POLICY as POLICY;
 
 /// A column of every MySQL type family, created as root before the test
 /// (the agent's policy holds DDL for approval); `c_long` takes the value
