@@ -758,7 +758,7 @@ fn json(meta: &Meta, targets: &[Target], main: &[Sample], tls: &[Sample]) -> Str
     )
 }
 
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -807,7 +807,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, n) - 1])
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
 }
 
@@ -821,7 +821,7 @@ fn per_tx(decisions: u64, tx: usize) -> f64 {
 }
 
 /// The number after `key` in a log line, 0 if absent.
-fn log_field(line: &str, key: &str) -> u64 {
+pub(crate) fn log_field(line: &str, key: &str) -> u64 {
     line.split_once(key)
         .map(|(_, v)| {
             v.chars()
@@ -832,14 +832,14 @@ fn log_field(line: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
 /// First line of a command's output, or "?" if it cannot run.
-fn command_line(argv: &[&str]) -> String {
+pub(crate) fn command_line(argv: &[&str]) -> String {
     std::process::Command::new(argv[0])
         .args(&argv[1..])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -18,6 +18,7 @@
 #![allow(missing_docs)]
 
 pub mod bench;
+pub mod bench_mysql;
 pub mod bench_store;
 pub mod daemon;
 pub mod demo;

@@ -72,6 +72,38 @@ enum BenchSuite {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32,256")]
         sessions: Vec<usize>,
     },
+    /// sysbench OLTP against MariaDB 10.11 from the agent host, directly and
+    /// through sluice's MySQL engine with policy, masking and the audit
+    /// store (durability sync): `oltp_read_only` (prepared statements) at
+    /// each client count, `oltp_point_select` and `oltp_read_only` over the
+    /// text protocol at 8 clients; TPS/QPS, p50/p95/p99 latency and the CPU
+    /// sluice and mariadbd use, median of the runs per point; judges
+    /// sluice ≥ 0.85× direct at 8 clients and writes
+    /// bench/results/mysql.{json,md}. About 3 minutes; `--quick` under one.
+    Mysql {
+        /// Seconds per run [default: 5; 3 with --quick].
+        #[arg(long)]
+        duration: Option<u32>,
+        /// Client counts for oltp_read_only [default: 1,4,8; 8 with --quick].
+        #[arg(long, value_delimiter = ',')]
+        clients: Option<Vec<u32>>,
+        /// Runs per point, the median reported [default: 3; 1 with --quick].
+        #[arg(long)]
+        runs: Option<usize>,
+        /// A quick look: one run per point, 8 clients only; writes
+        /// bench/results/mysql-quick.{json,md}.
+        #[arg(long)]
+        quick: bool,
+        /// Then each workload at 8 clients again with sluice's audit store
+        /// off (the daemon restarted): what recording costs.
+        #[arg(long)]
+        breakdown: bool,
+        /// Then one unreported run per workload at 8 clients through each
+        /// sluice route with `perf record` on the sluice process; its
+        /// hottest functions go into the report.
+        #[arg(long)]
+        perf: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,5 +130,23 @@ fn main() -> anyhow::Result<()> {
         Command::Bench {
             suite: BenchSuite::Store { duration, sessions },
         } => sluice_lab::bench_store::store(duration, &sessions),
+        Command::Bench {
+            suite:
+                BenchSuite::Mysql {
+                    duration,
+                    clients,
+                    runs,
+                    quick,
+                    breakdown,
+                    perf,
+                },
+        } => sluice_lab::bench_mysql::mysql(&sluice_lab::bench_mysql::Options {
+            duration: duration.unwrap_or(if quick { 3 } else { 5 }).max(1),
+            clients: clients.unwrap_or_else(|| if quick { vec![8] } else { vec![1, 4, 8] }),
+            runs: runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
+            quick,
+            breakdown,
+            perf,
+        }),
     }
 }
