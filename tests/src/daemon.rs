@@ -199,6 +199,30 @@ fn push_store(s: &mut String, state: &Path) {
     ));
 }
 
+/// The store's export (JSON lines) once `done` says it holds what the test
+/// waits for, or whatever it holds after 20 s (the caller's assertions then
+/// say what is missing).
+pub fn export_until(daemon: &Daemon, state: &Path, done: impl Fn(&str) -> bool) -> String {
+    let store = store_dir(state);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = daemon.cli(&["audit", "export", "--store", store.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// Statement events in an export.
+pub fn statements_in(export: &str) -> usize {
+    export
+        .lines()
+        .filter(|l| l.contains("\"statement\""))
+        .count()
+}
+
 /// Where a lab config keeps its session store.
 pub fn store_dir(state: &Path) -> PathBuf {
     state.join("store")

@@ -399,41 +399,6 @@ pub fn parse_connects(log: &str) -> Vec<Connect> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{Connect, parse_connects};
-
-    #[test]
-    fn general_log_connects() {
-        let log = "/usr/sbin/mariadbd, Version: 10.11.19-MariaDB-0+deb12u1-log (Debian 12). started with:\n\
-                   Tcp port: 3306  Unix socket: /tmp/x/mysqld.sock\n\
-                   Time\t\t    Id Command\tArgument\n\
-                   261122 17:05:03\t     6 Connect\troot@localhost on  using Socket\n\
-                   \t\t     6 Query\tSELECT 1\n\
-                   \t\t     7 Connect\tagent_ed@fd77:83::2 on shop using TCP/IP\n\
-                   261122 17:05:16\t     8 Connect\tagent@10.77.82.2 on shop using SSL/TLS\n\
-                   \t\t     9 Connect\tagent@10.77.82.2 on  using TCP/IP\n\
-                   \t\t     9 Connect\tAccess denied for user 'agent'@'10.77.82.2' (using password: YES)\n\
-                   \t\t     9 Query\tSELECT 'x Connect\tfoo@bar on'\n";
-        let got = parse_connects(log);
-        let c = |id, user: &str, host: &str, t: &str| Connect {
-            thread_id: id,
-            user: user.into(),
-            host: host.into(),
-            transport: t.into(),
-        };
-        assert_eq!(
-            got,
-            vec![
-                c(6, "root", "localhost", "Socket"),
-                c(7, "agent_ed", "fd77:83::2", "TCP/IP"),
-                c(8, "agent", "10.77.82.2", "SSL/TLS"),
-                c(9, "agent", "10.77.82.2", "TCP/IP"),
-            ]
-        );
-    }
-}
-
 /// The policy the MySQL gateway tests run with: reads and writes allowed,
 /// DELETE without WHERE refused, DDL held for approval (2 s), the card
 /// columns of `shop.cards` masked.
@@ -479,3 +444,38 @@ table = "cards"
 column = "pan_num"
 format = "pci"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::{Connect, parse_connects};
+
+    #[test]
+    fn general_log_connects() {
+        let log = "/usr/sbin/mariadbd, Version: 10.11.19-MariaDB-0+deb12u1-log (Debian 12). started with:\n\
+                   Tcp port: 3306  Unix socket: /tmp/x/mysqld.sock\n\
+                   Time\t\t    Id Command\tArgument\n\
+                   261122 17:05:03\t     6 Connect\troot@localhost on  using Socket\n\
+                   \t\t     6 Query\tSELECT 1\n\
+                   \t\t     7 Connect\tagent_ed@fd77:83::2 on shop using TCP/IP\n\
+                   261122 17:05:16\t     8 Connect\tagent@10.77.82.2 on shop using SSL/TLS\n\
+                   \t\t     9 Connect\tagent@10.77.82.2 on  using TCP/IP\n\
+                   \t\t     9 Connect\tAccess denied for user 'agent'@'10.77.82.2' (using password: YES)\n\
+                   \t\t     9 Query\tSELECT 'x Connect\tfoo@bar on'\n";
+        let got = parse_connects(log);
+        let c = |id, user: &str, host: &str, t: &str| Connect {
+            thread_id: id,
+            user: user.into(),
+            host: host.into(),
+            transport: t.into(),
+        };
+        assert_eq!(
+            got,
+            vec![
+                c(6, "root", "localhost", "Socket"),
+                c(7, "agent_ed", "fd77:83::2", "TCP/IP"),
+                c(8, "agent", "10.77.82.2", "SSL/TLS"),
+                c(9, "agent", "10.77.82.2", "TCP/IP"),
+            ]
+        );
+    }
+}

@@ -96,20 +96,38 @@ pub fn start_custom(
     pg.sql("INSERT INTO cards VALUES (1, 'Ada Lovelace', '4111111111111111'), (2, 'Alan Turing', '5500005555555559')");
     pg.sql(&format!("GRANT SELECT ON cards TO {}", postgres::USER));
     let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let targets = [
-        ("lab-pg", format!("{}/32", lab.db_ip), 5432),
-        ("lab-pg6", lab.db_ip6.clone(), 5432),
-    ];
-    let targets: Vec<(&str, &str, u16)> = targets
-        .iter()
-        .map(|(n, a, p)| (*n, a.as_str(), *p))
-        .collect();
     let extra = custom(&Prepare {
         scratch: &scratch,
         lab: &lab,
         pg: &pg,
     });
-    let mut cfg = gateway_config(&bpffs, &scratch.0, &lab.gw_agent_if, &targets)
+    let daemon = start_gateway_daemon(&scratch, &lab, &bpffs, ["lab-pg", "lab-pg6"], 5432, &extra);
+    GatewayRun {
+        daemon,
+        pg,
+        lab,
+        bpffs,
+        scratch,
+    }
+}
+
+/// Write the gateway config protecting the database's IPv4 (`names[0]`)
+/// and IPv6 (`names[1]`) addresses on `port`, with `extra`'s additions,
+/// and start the daemon in the gateway namespace.
+fn start_gateway_daemon(
+    scratch: &Scratch,
+    lab: &GatewayLab,
+    bpffs: &Path,
+    names: [&str; 2],
+    port: u16,
+    extra: &Custom,
+) -> Daemon {
+    let v4 = format!("{}/32", lab.db_ip);
+    let targets = [
+        (names[0], v4.as_str(), port),
+        (names[1], lab.db_ip6.as_str(), port),
+    ];
+    let mut cfg = gateway_config(bpffs, &scratch.0, &lab.gw_agent_if, &targets)
         .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy))
         .replace("[store]\n", &format!("[store]\n{}\n", extra.store));
     for ((name, _, _), more) in targets.iter().zip([&extra.target_v4, &extra.target_v6]) {
@@ -119,14 +137,7 @@ pub fn start_custom(
     cfg = cfg + "\n" + &extra.sections;
     let cfg_path = scratch.path("sluice.toml");
     fs::write(&cfg_path, cfg).expect("write the lab config");
-    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
-    GatewayRun {
-        daemon,
-        pg,
-        lab,
-        bpffs,
-        scratch,
-    }
+    Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None)
 }
 
 impl GatewayRun {
@@ -275,31 +286,13 @@ pub fn start_mysql_with(
     }
     let db = MariaDb::start_with(&lab.db, &scratch.0, 3306, options);
     let bpffs = PathBuf::from(format!("/sys/fs/bpf/sluice-lab-{tag}"));
-    let targets = [
-        (MYSQL_TARGETS[0], format!("{}/32", lab.db_ip), 3306),
-        (MYSQL_TARGETS[1], lab.db_ip6.clone(), 3306),
-    ];
-    let targets: Vec<(&str, &str, u16)> = targets
-        .iter()
-        .map(|(n, a, p)| (*n, a.as_str(), *p))
-        .collect();
     let extra = custom(&MysqlPrepare {
         scratch: &scratch,
         lab: &lab,
         db: &db,
         db_ca: db_ca.as_deref(),
     });
-    let mut cfg = gateway_config(&bpffs, &scratch.0, &lab.gw_agent_if, &targets)
-        .replace("[proxy]\n", &format!("[proxy]\n{}\n", extra.proxy))
-        .replace("[store]\n", &format!("[store]\n{}\n", extra.store));
-    for ((name, _, _), more) in targets.iter().zip([&extra.target_v4, &extra.target_v6]) {
-        let header = format!("name = \"{name}\"\n");
-        cfg = cfg.replace(&header, &format!("{header}{more}\n"));
-    }
-    cfg = cfg + "\n" + &extra.sections;
-    let cfg_path = scratch.path("sluice.toml");
-    fs::write(&cfg_path, cfg).expect("write the lab config");
-    let daemon = Daemon::start(&lab.gw.path(), &cfg_path, &scratch.path("sluice.log"), None);
+    let daemon = start_gateway_daemon(&scratch, &lab, &bpffs, MYSQL_TARGETS, 3306, &extra);
     MysqlRun {
         daemon,
         db,

@@ -6,10 +6,10 @@
 //! held for approval, every session recorded; TLS on both legs, both
 //! authentication plugins, `KILL QUERY` and large results at constant
 //! memory; and a MySQL-flavoured bypass suite.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_lab::{
-    daemon::store_dir,
+    daemon::{export_until, statements_in},
     leaks::leak,
     mariadb::{ED_USER, PANS, PASSWORD},
     pki::Ca,
@@ -31,22 +31,11 @@ fn both(r: &(bool, String, String)) -> String {
     format!("{}{}", r.1, r.2)
 }
 
-/// The store's export (JSON lines), once it holds at least `statements`
-/// statement events (bounded wait).
+/// The store's export once it holds at least `statements` statement events.
 fn export(run: &MysqlRun, statements: usize) -> String {
-    let store = store_dir(&run.scratch.0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = run
-            .daemon
-            .cli(&["audit", "export", "--store", store.to_str().unwrap()]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let seen = text.lines().filter(|l| l.contains("\"statement\"")).count();
-        if seen >= statements || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    export_until(&run.daemon, &run.scratch.0, |e| {
+        statements_in(e) >= statements
+    })
 }
 
 #[test]

@@ -3,15 +3,11 @@
 //! hook steers it into sluice, which speaks MySQL to it (the target names
 //! no protocol: port 3306 defaults to MySQL), masks the PANs, and records
 //! the session under the process's identity facts.
-use std::{
-    fs,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{fs, path::PathBuf};
 
 use sluice_lab::{
     Scratch,
-    daemon::{Daemon, jump_config, store_dir},
+    daemon::{Daemon, export_until, jump_config},
     leaks::leak,
     mariadb::{DATABASE, MariaDb, PANS, PASSWORD, USER},
     require_privileged,
@@ -92,20 +88,9 @@ fn mj1_local_mysql_client_is_intercepted_masked_and_recorded() {
     }
 
     // Recorded as MySQL sessions of the local process that made them.
-    let store = store_dir(&scratch.0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let export = loop {
-        let out = daemon.cli(&["audit", "export", "--store", store.to_str().unwrap()]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let ended = text
-            .lines()
-            .filter(|l| l.contains("\"session_end\""))
-            .count();
-        if ended >= 2 || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let export = export_until(&daemon, &scratch.0, |e| {
+        e.lines().filter(|l| l.contains("\"session_end\"")).count() >= 2
+    });
     let starts: Vec<&str> = export
         .lines()
         .filter(|l| l.contains("\"session_start\""))

@@ -5,14 +5,10 @@
 //! binary rows are masked like text rows, a refused execute leaves the
 //! session usable, and the record holds each execute with its parameters,
 //! cardholder data masked.
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use sluice_lab::{
-    daemon::store_dir,
+    daemon::{export_until, statements_in},
     leaks::leak,
     mariadb::PANS,
     python, require_privileged,
@@ -103,22 +99,11 @@ fn round_trips(out: &str) -> Vec<&str> {
     out.lines().filter(|l| l.starts_with("v_")).collect()
 }
 
-/// The store's export (JSON lines), once it holds at least `statements`
-/// statement events (bounded wait).
+/// The store's export once it holds at least `statements` statement events.
 fn export(run: &MysqlRun, statements: usize) -> String {
-    let store = store_dir(&run.scratch.0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = run
-            .daemon
-            .cli(&["audit", "export", "--store", store.to_str().unwrap()]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let seen = text.lines().filter(|l| l.contains("\"statement\"")).count();
-        if seen >= statements || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    export_until(&run.daemon, &run.scratch.0, |e| {
+        statements_in(e) >= statements
+    })
 }
 
 #[test]

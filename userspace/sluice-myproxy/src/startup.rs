@@ -32,7 +32,6 @@ use sluice_mywire::{
     response::ErrPacket,
 };
 use sluice_pgproxy::{Route, SessionConfig, SessionInfo, Summary, TargetAuth, io::Conn};
-use sluice_store::event::{Event, SessionEnd, SessionStart};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
@@ -93,18 +92,18 @@ where
         Ok(Some(ready)) => ready,
         Ok(None) | Err(_) if summary.user.is_none() => return established.map(|_| summary),
         Ok(None) => {
-            record_refused(&route, config, &summary, "login refused by the database");
+            config.record_refused("mysql", &route, &summary, "login refused by the database");
             return Ok(summary);
         }
         Err(e) => {
-            record_refused(&route, config, &summary, &e.to_string());
+            config.record_refused("mysql", &route, &summary, &e.to_string());
             return Err(e);
         }
     };
     let log = config
         .store
         .as_ref()
-        .map(|store| store.begin(start_event(&route, &summary)));
+        .map(|store| store.begin(summary.start_event("mysql", &route)));
     summary.session_id = log.as_ref().map(|l| l.id());
     let registered = kills.register(route.original, ready.thread, route.identity);
     let result = session::run(
@@ -138,50 +137,9 @@ where
             },
             Err(e) => e.to_string(),
         };
-        log.record(&Event::SessionEnd(SessionEnd {
-            reason,
-            statements: summary.statements_allowed,
-            denied: summary.statements_denied,
-            bytes_up: summary.bytes_up,
-            bytes_down: summary.bytes_down,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }));
+        log.record(&summary.end_event(reason, started.elapsed()));
     }
     result.map(|()| summary)
-}
-
-/// The session start event.
-fn start_event(route: &Route<'_>, summary: &Summary) -> SessionStart {
-    SessionStart {
-        protocol: "mysql".into(),
-        identity: route.identity.to_owned(),
-        groups: route.groups.to_vec(),
-        facts: route.facts.clone(),
-        original: route.original.to_string(),
-        target: route.target.name.clone(),
-        user: summary.user.clone(),
-        database: summary.database.clone(),
-        application: summary.application.clone(),
-        client_tls: summary.client_tls,
-        upstream_tls: summary.upstream_tls,
-        auth: match route.target.auth {
-            TargetAuth::Passthrough => "passthrough",
-            TargetAuth::Inject(_) => "inject",
-        }
-        .into(),
-        upstream_user: summary.upstream_user.clone(),
-    }
-}
-
-/// Record a session that never became ready: its start and its end.
-fn record_refused(route: &Route<'_>, config: &SessionConfig, summary: &Summary, why: &str) {
-    if let Some(store) = &config.store {
-        let log = store.begin(start_event(route, summary));
-        log.record(&Event::SessionEnd(SessionEnd {
-            reason: why.to_owned(),
-            ..SessionEnd::default()
-        }));
-    }
 }
 
 /// A session past authentication, ready for commands.

@@ -228,3 +228,65 @@ pub struct Summary {
     /// The session's id in the store.
     pub session_id: Option<u64>,
 }
+
+impl Summary {
+    /// The session start event for a session of `protocol` ("postgres",
+    /// "mysql").
+    pub fn start_event(
+        &self,
+        protocol: &str,
+        route: &Route<'_>,
+    ) -> sluice_store::event::SessionStart {
+        sluice_store::event::SessionStart {
+            protocol: protocol.into(),
+            identity: route.identity.to_owned(),
+            groups: route.groups.to_vec(),
+            facts: route.facts.clone(),
+            original: route.original.to_string(),
+            target: route.target.name.clone(),
+            user: self.user.clone(),
+            database: self.database.clone(),
+            application: self.application.clone(),
+            client_tls: self.client_tls,
+            upstream_tls: self.upstream_tls,
+            auth: match route.target.auth {
+                TargetAuth::Passthrough => "passthrough",
+                TargetAuth::Inject(_) => "inject",
+            }
+            .into(),
+            upstream_user: self.upstream_user.clone(),
+        }
+    }
+
+    /// The session end event, with the counts.
+    pub fn end_event(
+        &self,
+        reason: String,
+        lasted: std::time::Duration,
+    ) -> sluice_store::event::Event {
+        sluice_store::event::Event::SessionEnd(sluice_store::event::SessionEnd {
+            reason,
+            statements: self.statements_allowed,
+            denied: self.statements_denied,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            duration_ms: lasted.as_millis() as u64,
+        })
+    }
+}
+
+impl SessionConfig {
+    /// Record a session that never became ready (a refused login): its
+    /// start and its end.
+    pub fn record_refused(&self, protocol: &str, route: &Route<'_>, summary: &Summary, why: &str) {
+        if let Some(store) = &self.store {
+            let log = store.begin(summary.start_event(protocol, route));
+            log.record(&sluice_store::event::Event::SessionEnd(
+                sluice_store::event::SessionEnd {
+                    reason: why.to_owned(),
+                    ..Default::default()
+                },
+            ));
+        }
+    }
+}

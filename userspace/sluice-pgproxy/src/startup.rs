@@ -26,7 +26,6 @@ use sluice_pgwire::{
     BackendMessage, CodecError, Frame, FrameReader, FrontendMessage, StartupRequest,
     backend::Authentication, startup::PROTOCOL_3_0,
 };
-use sluice_store::event::{Event, SessionEnd, SessionStart};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
@@ -76,18 +75,23 @@ where
             return established.map(|_| summary);
         }
         Ok(None) => {
-            record_refused(&route, config, &summary, "login refused by the database");
+            config.record_refused(
+                "postgres",
+                &route,
+                &summary,
+                "login refused by the database",
+            );
             return Ok(summary);
         }
         Err(e) => {
-            record_refused(&route, config, &summary, &e.to_string());
+            config.record_refused("postgres", &route, &summary, &e.to_string());
             return Err(e);
         }
     };
     let log = config
         .store
         .as_ref()
-        .map(|store| store.begin(start_event(&route, &summary)));
+        .map(|store| store.begin(summary.start_event("postgres", &route)));
     summary.session_id = log.as_ref().map(|l| l.id());
     let result = pipeline::run(
         pipeline::Legs {
@@ -130,51 +134,9 @@ where
             },
             Err(e) => e.to_string(),
         };
-        let s = &counts;
-        log.record(&Event::SessionEnd(SessionEnd {
-            reason,
-            statements: s.statements_allowed,
-            denied: s.statements_denied,
-            bytes_up: s.bytes_up,
-            bytes_down: s.bytes_down,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }));
+        log.record(&counts.end_event(reason, started.elapsed()));
     }
     result
-}
-
-/// The session start event.
-fn start_event(route: &Route<'_>, summary: &Summary) -> SessionStart {
-    SessionStart {
-        protocol: "postgres".into(),
-        identity: route.identity.to_owned(),
-        groups: route.groups.to_vec(),
-        facts: route.facts.clone(),
-        original: route.original.to_string(),
-        target: route.target.name.clone(),
-        user: summary.user.clone(),
-        database: summary.database.clone(),
-        application: summary.application.clone(),
-        client_tls: summary.client_tls,
-        upstream_tls: summary.upstream_tls,
-        auth: match route.target.auth {
-            TargetAuth::Passthrough => "passthrough",
-            TargetAuth::Inject(_) => "inject",
-        }
-        .into(),
-        upstream_user: summary.upstream_user.clone(),
-    }
-}
-
-/// Record a session that never became ready: its start and its end.
-fn record_refused(route: &Route<'_>, config: &SessionConfig, summary: &Summary, why: &str) {
-    if let Some(store) = &config.store {
-        let log = store.begin(start_event(route, summary));
-        log.record(&Event::SessionEnd(SessionEnd {
-            reason: why.to_owned(),
-            ..SessionEnd::default()
-        }));
-    }
 }
 
 /// A session past startup, ready for queries.
