@@ -498,12 +498,6 @@ impl Config {
                     "auth and upstream_tls need a protocol sluice speaks; a `tcp` target is relayed opaquely".into(),
                 ));
             }
-            if t.auth == AuthMode::Inject && t.protocol == Protocol::Mysql {
-                return Err(invalid(
-                    &format!("targets[{i}].auth"),
-                    "auth = \"inject\" is not available for MySQL targets yet; use \"passthrough\" (clients log in with their own credentials)".into(),
-                ));
-            }
             if t.auth == AuthMode::Inject && self.proxy.secrets_file.is_none() {
                 return Err(invalid(
                     &format!("targets[{i}].auth"),
@@ -803,6 +797,18 @@ mod tests {
         }
     }
 
+    /// Credential injection is available on both protocols sluice speaks.
+    #[test]
+    fn inject_is_accepted_for_postgres_and_mysql() {
+        for port in [5432, 3306] {
+            let c = parse(&format!(
+                "[gateway]\ninterfaces = [\"eth1\"]\n[proxy]\nsecrets_file = \"/s\"\n[[targets]]\nname = \"m\"\naddress = \"10.0.0.1\"\nport = {port}\nauth = \"inject\"\n"
+            ))
+            .unwrap_or_else(|e| panic!("port {port}: {e}"));
+            assert_eq!(c.targets[0].auth, AuthMode::Inject, "port {port}");
+        }
+    }
+
     /// The shipped examples must always load: they are what operators copy.
     #[test]
     fn deploy_examples_are_valid() {
@@ -848,9 +854,9 @@ mod tests {
             ),
             (
                 format!(
-                    "{gw}[proxy]\nsecrets_file = \"/s\"\n[[targets]]\nname = \"m\"\naddress = \"10.0.0.1\"\nport = 3306\nauth = \"inject\"\n"
+                    "{gw}[[targets]]\nname = \"m\"\naddress = \"10.0.0.1\"\nport = 3306\nauth = \"inject\"\n"
                 ),
-                "targets[0].auth",
+                "proxy.secrets_file",
             ),
             (
                 "[gateway]\ninterfaces = []\n".to_string() + TARGET,

@@ -5,8 +5,11 @@
 //! relayed with the capabilities sluice cannot honour struck out, TLS
 //! terminated for the client and originated to the database, the
 //! authentication exchange relayed with sequence ids renumbered between
-//! the legs; `session.rs` runs the ready session's commands one at a time
-//! (the protocol is half-duplex): every statement passes the decide hook
+//! the legs, or with `auth = "inject"` both handshakes run by sluice
+//! (`inject.rs`: the workload admitted by network, uid and token, the
+//! database logged in to with the vaulted credential); `session.rs` runs
+//! the ready session's commands one at a time (the protocol is
+//! half-duplex): every statement passes the decide hook
 //! before it can reach the database, refusals are answered with ERR
 //! packets and the session stays usable; `results.rs` follows the
 //! database's answers — result sets in the text and binary protocols,
@@ -21,6 +24,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod inject;
 pub mod kill;
 mod record;
 mod results;

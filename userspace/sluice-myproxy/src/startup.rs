@@ -21,10 +21,18 @@
 //!    renumbered, since one leg may have spent an id on TLS and the other
 //!    not.
 //!
+//! With `auth = "inject"` sluice runs both handshakes itself
+//! (`inject.rs`): the client gets sluice's own greeting (same capabilities,
+//! sluice's nonce, `mysql_native_password`), is admitted by network, uid
+//! and token once its HandshakeResponse is read (before the database leg's
+//! TLS), and sluice answers the database as the credential's upstream
+//! user, then relays the database's OK to the client.
+//!
 //! Steps 1–4 must finish within [`STARTUP_TIMEOUT`].
 use std::time::Duration;
 
 use bytes::BytesMut;
+use sluice_config::secrets::{Credential, Secrets};
 use sluice_mywire::{
     Packet, caps,
     handshake::{Greeting, HandshakeResponse, SslRequest, is_ssl_request},
@@ -37,7 +45,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{KillRegistry, MyError, codes, session};
+use crate::{KillRegistry, MyError, codes, inject, session};
 
 /// Longest a session may take from connect to the first command.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -169,19 +177,10 @@ where
     Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
 {
     let mut client = Conn::Plain(client);
-    if let TargetAuth::Inject(_) = route.target.auth {
-        return Err(refused(
-            &mut client,
-            0,
-            codes::NOT_SUPPORTED,
-            "08004",
-            format!(
-                "sluice: credential injection is not available for MySQL target `{}`; the operator must set auth = \"passthrough\"",
-                route.target.name
-            ),
-        )
-        .await);
-    }
+    let secrets = match &route.target.auth {
+        TargetAuth::Passthrough => None,
+        TargetAuth::Inject(secrets) => Some(secrets.as_ref()),
+    };
     // 1. The database first.
     let tcp = match dial(route.original).await {
         Ok(tcp) => tcp,
@@ -216,16 +215,27 @@ where
         })?;
     let thread = greeting.connection_id;
 
-    // 2. What the client is offered.
+    // 2. What the client is offered: the database's greeting, or with
+    // injection sluice's own (its nonce, the same capabilities).
     let mut offered = greeting.capabilities & !STRUCK & !caps::SSL;
     if config.client_tls.is_some() {
         offered |= caps::SSL;
     }
-    let relayed = Greeting {
-        capabilities: offered,
-        ..greeting.clone()
+    let nonce = match secrets {
+        Some(_) => Some(inject::nonce().ok_or_else(|| {
+            MyError::Refused("the system's random source failed (greeting nonce)".into())
+        })?),
+        None => None,
     };
-    send(&mut client, 0, &relayed.encode(), "client").await?;
+    let to_client = match &nonce {
+        Some(nonce) => inject::greeting(&greeting, offered, nonce),
+        None => Greeting {
+            capabilities: offered,
+            ..greeting.clone()
+        },
+    };
+    offered = to_client.capabilities;
+    send(&mut client, 0, &to_client.encode(), "client").await?;
 
     // 3. The client's answer, over TLS if it asks.
     // Read exactly one packet: a client that asks for TLS starts its
@@ -316,6 +326,37 @@ where
     }
     let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
 
+    // Injection: admit the workload now, before the database leg goes on.
+    // `cseq` is the next sequence id towards the client.
+    let mut cseq = client_seq.wrapping_add(1);
+    let credential = match (secrets, &nonce) {
+        (Some(secrets), Some(nonce)) => {
+            let user = summary.user.clone().unwrap_or_default();
+            match admit(
+                &mut client,
+                &mut cbuf,
+                (secrets, nonce),
+                route,
+                &user,
+                &response,
+                &mut cseq,
+            )
+            .await?
+            {
+                Ok(cred) => {
+                    summary.upstream_user = Some(cred.upstream_user().to_owned());
+                    Some(cred)
+                }
+                Err(inject::Refusal(message)) => {
+                    return Err(
+                        refused(&mut client, cseq, codes::ACCESS_DENIED, "28000", message).await,
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+
     // The database leg's TLS, as the target says.
     let ip = route.original.ip();
     let tls = &route.target.tls;
@@ -368,6 +409,52 @@ where
     } else {
         agreed & !caps::SSL
     };
+    let made = Made {
+        thread,
+        caps: agreed & !caps::SSL,
+    };
+
+    // 4'. Injection: sluice logs in, then tells the client.
+    if let Some(cred) = credential {
+        let login = login(
+            &mut upstream,
+            &mut ubuf,
+            (cred, &greeting),
+            &response,
+            inject::upstream_capabilities(agreed, greeting.capabilities),
+            up_seq,
+        )
+        .await?;
+        return match login {
+            Ok(ok) => {
+                tracing::info!(
+                    event = "credential_injected",
+                    target = %route.target.name,
+                    upstream_user = cred.upstream_user(),
+                    "logged in with the vaulted credential"
+                );
+                send(&mut client, cseq, &ok, "client").await?;
+                Ok(Some(ready(
+                    client, upstream, cbuf, ubuf, made, route, config, summary,
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    event = "credential_rejected",
+                    target = %route.target.name,
+                    upstream_user = cred.upstream_user(),
+                    error = %e,
+                    "logging in with the vaulted credential failed"
+                );
+                let message = format!(
+                    "sluice: could not log in to the database for user \"{}\"; the operator can find why in sluice's log",
+                    cred.user
+                );
+                Err(refused(&mut client, cseq, codes::ACCESS_DENIED, "28000", message).await)
+            }
+        };
+    }
+
     let forwarded = HandshakeResponse {
         capabilities: agreed,
         ..response
@@ -383,24 +470,9 @@ where
                 send(&mut client, p.seq.wrapping_sub(delta), &p.payload, "client").await?;
                 match p.payload.first() {
                     Some(0x00) => {
-                        let info = SessionInfo {
-                            protocol: "mysql",
-                            identity: route.identity,
-                            groups: route.groups,
-                            target: &route.target.name,
-                            user: summary.user.as_deref().unwrap_or(""),
-                            database: summary.database.as_deref().unwrap_or(""),
-                        };
-                        let policy = config.policy.session(&info);
-                        return Ok(Some(Ready {
-                            client,
-                            upstream,
-                            cbuf,
-                            ubuf,
-                            caps: agreed & !caps::SSL,
-                            thread,
-                            policy,
-                        }));
+                        return Ok(Some(ready(
+                            client, upstream, cbuf, ubuf, made, route, config, summary,
+                        )));
                     }
                     Some(0xFF) => {
                         let why = ErrPacket::parse(&p.payload)
@@ -420,6 +492,122 @@ where
     }
     Err(MyError::Refused(format!(
         "authentication took more than {MAX_AUTH_STEPS} steps"
+    )))
+}
+
+/// What the handshake settled that the ready session keeps.
+#[derive(Clone, Copy)]
+struct Made {
+    /// The database thread (connection id).
+    thread: u32,
+    /// The capabilities both legs agreed on, SSL aside.
+    caps: u64,
+}
+
+/// The ready session, its policy made with the client's user and database.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the handshake's pieces, assembled once"
+)]
+fn ready(
+    client: Conn,
+    upstream: Conn,
+    cbuf: BytesMut,
+    ubuf: BytesMut,
+    made: Made,
+    route: &Route<'_>,
+    config: &SessionConfig,
+    summary: &Summary,
+) -> Ready {
+    let info = SessionInfo {
+        protocol: "mysql",
+        identity: route.identity,
+        groups: route.groups,
+        target: &route.target.name,
+        user: summary.user.as_deref().unwrap_or(""),
+        database: summary.database.as_deref().unwrap_or(""),
+    };
+    let policy = config.policy.session(&info);
+    Ready {
+        client,
+        upstream,
+        cbuf,
+        ubuf,
+        caps: made.caps,
+        thread: made.thread,
+        policy,
+    }
+}
+
+/// Credential injection, client leg: find the credential for this
+/// workload and user, and read its token when it has one. `cseq` is the
+/// next sequence id towards the client (moved on by an auth switch).
+async fn admit<'s>(
+    client: &mut Conn,
+    cbuf: &mut BytesMut,
+    (secrets, nonce): (&'s Secrets, &[u8; inject::NONCE_LEN]),
+    route: &Route<'_>,
+    user: &str,
+    response: &HandshakeResponse,
+    cseq: &mut u8,
+) -> Result<Result<&'s Credential, inject::Refusal>, MyError> {
+    let cred = match inject::find(secrets, &route.target.name, user, &route.workload) {
+        Ok(cred) => cred,
+        Err(r) => return Ok(Err(r)),
+    };
+    let token = match inject::client_auth(cred, response, client.is_tls(), nonce) {
+        inject::ClientAuth::Admit => return Ok(Ok(cred)),
+        inject::ClientAuth::Refuse(r) => return Ok(Err(r)),
+        inject::ClientAuth::Token(token) => token,
+        inject::ClientAuth::Switch { request, token } => {
+            send(client, *cseq, &request, "client").await?;
+            let answer = read(client, cbuf, MAX_HANDSHAKE, "client").await?;
+            *cseq = answer.seq.wrapping_add(1);
+            if !token {
+                return Ok(Ok(cred));
+            }
+            inject::cleartext(&answer.payload).to_vec()
+        }
+    };
+    match &cred.token_sha256 {
+        Some(expected) if inject::token_matches(expected, &token) => Ok(Ok(cred)),
+        _ => Ok(Err(inject::Refusal(format!(
+            "sluice: token authentication failed for user \"{user}\""
+        )))),
+    }
+}
+
+/// Credential injection, database leg: send sluice's HandshakeResponse (at
+/// sequence id `seq`) and answer the database until its OK, whose payload
+/// is returned for the client. Bounded by [`MAX_AUTH_STEPS`].
+async fn login(
+    upstream: &mut Conn,
+    ubuf: &mut BytesMut,
+    (cred, greeting): (&Credential, &Greeting),
+    client: &HandshakeResponse,
+    capabilities: u64,
+    seq: u8,
+) -> Result<Result<Vec<u8>, inject::LoginError>, MyError> {
+    let mut state = inject::Login::new(cred, upstream.is_tls());
+    let response = match inject::upstream_response(client, capabilities, cred, &mut state, greeting)
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    send(upstream, seq, &response.encode(), "upstream").await?;
+    for _ in 0..MAX_AUTH_STEPS {
+        let p = read(upstream, ubuf, MAX_HANDSHAKE, "upstream").await?;
+        match state.next(&p.payload) {
+            Ok(inject::Step::Done) => return Ok(Ok(p.payload.to_vec())),
+            Ok(inject::Step::Wait) => {}
+            Ok(inject::Step::Answer(answer)) => {
+                send(upstream, p.seq.wrapping_add(1), &answer, "upstream").await?;
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Err(MyError::Refused(format!(
+        "authentication with the database took more than {MAX_AUTH_STEPS} steps"
     )))
 }
 

@@ -107,6 +107,7 @@ async fn relay_one(
                     tracing::info!(
                         user = s.user.as_deref().unwrap_or(""),
                         database = s.database.as_deref().unwrap_or(""),
+                        upstream_user = s.upstream_user.as_deref().unwrap_or(""),
                         client_tls = s.client_tls,
                         upstream_tls = s.upstream_tls,
                         statements_allowed = s.statements_allowed,
