@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use sluice_lab::{
-    daemon::{export_until, statements_in},
+    daemon::{export_until, statements_in, store_dir},
     leaks::leak,
-    mariadb::{ED_USER, PANS, PASSWORD},
+    mariadb::{self, ED_USER, PANS, PASSWORD},
+    netns,
     pki::Ca,
     python, require_privileged,
     scenario::{Custom, MysqlRun, start_mysql, start_mysql_with},
@@ -389,4 +390,124 @@ fn my3_tls_both_legs_kill_query_and_large_results() {
         grown < 16 * 1024,
         "sluice's peak RSS grew by {grown} kB for a 50 MB result"
     );
+}
+
+/// Unmounts a test's tmpfs, after everything using it is gone.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = netns::sh(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn my4_a_full_audit_store_fails_closed() {
+    if !require_privileged("my4") {
+        return;
+    }
+    // The store directory is its own small tmpfs.
+    let mut mounted = None;
+    let run = start_mysql("my4", 47, |p| {
+        let dir = store_dir(&p.scratch.0);
+        std::fs::create_dir_all(&dir).unwrap();
+        netns::run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m,mode=700",
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]);
+        mounted = Some(Unmount(dir));
+        Custom {
+            sections: POLICY.into(),
+            ..Custom::default()
+        }
+    });
+    let host = run.lab.db_ip.clone();
+    let r = run.agent_mysql(&host, "SELECT 'before the disk filled'");
+    assert!(r.0 && r.1.contains("before"), "{}", both(&r));
+
+    // Fill the store's filesystem, then run reads one by one until the
+    // store cannot take their events. A read changes nothing, so it runs
+    // while its record is being written and the refused one may reach the
+    // database — but none of its rows may reach the client.
+    let filler = store_dir(&run.scratch.0).join("filler");
+    let _ = netns::sh(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", filler.display()),
+        "bs=1M",
+        "count=64",
+    ]);
+    let script = run.scratch.0.join("fill.sql");
+    let sql: String = (1..=2000)
+        .map(|i| format!("SELECT 'fill-{i}', pan FROM cards WHERE id = 1;\n"))
+        .collect();
+    std::fs::write(&script, sql).unwrap();
+    let cmd = format!(
+        "mariadb --no-defaults --protocol=tcp -h {host} -P 3306 -u {} --password={} --skip-ssl -N -B {} < {}",
+        mariadb::USER,
+        PASSWORD,
+        mariadb::DATABASE,
+        script.display()
+    );
+    let out = run
+        .lab
+        .agent
+        .try_run(&["sh", "-c", &cmd], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "2000 statements ran with the store full"
+    );
+    assert!(
+        stderr.contains("the audit store cannot record this session"),
+        "{stderr}"
+    );
+    // The CLI names the line (= the statement) that was refused.
+    let refused: usize = stderr
+        .split("at line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line number in {stderr}"));
+    let printed: Vec<usize> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("fill-"))
+        .filter_map(|l| l.split('\t').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        printed,
+        (1..refused).collect::<Vec<_>>(),
+        "rows of statement {refused}, which the store could not record, reached the client"
+    );
+    assert!(leak(&stdout, &PANS).is_none(), "{stdout}");
+    let ran = run
+        .db
+        .general_log_text()
+        .contains(&format!("'fill-{refused}'"));
+
+    // The daemon goes on: other sessions are refused the same way, and a
+    // write waits for its record, so it never reaches the database.
+    let r = run.agent_mysql(
+        &host,
+        "UPDATE cards SET holder = 'still full' WHERE id = 99",
+    );
+    assert!(!r.0 && r.2.contains("audit store"), "{}", both(&r));
+    let log = run.db.general_log_text();
+    assert!(log.contains("before the disk filled"), "{log}");
+    assert!(
+        !log.contains("still full"),
+        "a write the store could not record ran"
+    );
+    eprintln!(
+        "my4: read {refused} of 2000 refused; the database {} it, its rows never reached the client",
+        if ran { "ran" } else { "never saw" }
+    );
+    drop(run);
+    drop(mounted);
 }

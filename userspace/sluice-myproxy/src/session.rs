@@ -419,6 +419,9 @@ impl Session<'_> {
             .log
             .map(|log| log.record(&record::statement(protocol, text, recorded, &decision)));
         let metrics = Arc::clone(&self.ctx.config.metrics);
+        // A statement that changes nothing runs while its record is made
+        // durable; only its answer waits for the record.
+        let early = decision.is_allow() && self.policy.reads_only();
         let verdict = match decision {
             Decision::Allow => Ok(()),
             Decision::Deny { rule } => {
@@ -466,7 +469,12 @@ impl Session<'_> {
             Ok(()) => {
                 self.summary.statements_allowed += 1;
                 Metrics::add(&metrics.statements_allowed, 1);
-                self.forward(packet).await?;
+                if early {
+                    startup::write(&mut self.upstream, &packet.raw, "upstream").await?;
+                    self.durable().await?;
+                } else {
+                    self.forward(packet).await?;
+                }
                 self.answer(answer, seq, Instant::now()).await
             }
             Err((code, message)) => {
@@ -515,6 +523,14 @@ impl Session<'_> {
     /// store cannot record, the client is told and the session ends
     /// (fail closed).
     pub(crate) async fn forward(&mut self, packet: &Packet) -> Result<(), MyError> {
+        self.durable().await?;
+        startup::write(&mut self.upstream, &packet.raw, "upstream").await
+    }
+
+    /// Wait until the session's events are on disk. If the store cannot
+    /// record, the client is told, nothing more of the database's reaches
+    /// it, and the session ends (fail closed).
+    async fn durable(&mut self) -> Result<(), MyError> {
         if let Some(log) = self.ctx.log
             && let Err(e) = log.durable().await
         {
@@ -525,7 +541,7 @@ impl Session<'_> {
             self.flush().await?;
             return Err(MyError::Ended(message));
         }
-        startup::write(&mut self.upstream, &packet.raw, "upstream").await
+        Ok(())
     }
 
     /// Queue an ERR packet for the client at the answer's next sequence id.

@@ -123,6 +123,17 @@ pub trait SessionPolicy: Send + Sync {
     /// Decide one statement.
     fn decide(&mut self, statement: &Statement<'_>) -> Decision;
 
+    /// Whether the statement [`SessionPolicy::decide`] just allowed cannot
+    /// change the database (a plain query, a transaction boundary, only
+    /// functions known to change nothing). An engine may then send it
+    /// while its record is still being made durable, and hold back only
+    /// the answer until it is: nothing reaches the client, and nothing
+    /// changes, that is not on disk. `false` (the default): the record is
+    /// durable before the statement is sent.
+    fn reads_only(&self) -> bool {
+        false
+    }
+
     /// A read-only query sluice runs on the session's own connection once
     /// it is ready, before the client's first statement (e.g. a catalog
     /// lookup). `None` (the default): nothing to run.

@@ -230,7 +230,102 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// Functions that only compute a value from their arguments (or read the
+/// clock or the session's own state): calling them changes nothing in the
+/// database. Lower case, as [`Facts::functions`] holds them.
+const CHANGES_NOTHING: &[&str] = &[
+    "abs",
+    "avg",
+    "bit_length",
+    "btrim",
+    "ceil",
+    "ceiling",
+    "char_length",
+    "character_length",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "count",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "date",
+    "date_format",
+    "date_trunc",
+    "day",
+    "extract",
+    "floor",
+    "greatest",
+    "group_concat",
+    "hour",
+    "if",
+    "ifnull",
+    "isnull",
+    "least",
+    "left",
+    "length",
+    "localtime",
+    "localtimestamp",
+    "lower",
+    "lpad",
+    "ltrim",
+    "max",
+    "min",
+    "minute",
+    "mod",
+    "month",
+    "now",
+    "nullif",
+    "octet_length",
+    "position",
+    "power",
+    "replace",
+    "right",
+    "round",
+    "rpad",
+    "rtrim",
+    "second",
+    "sign",
+    "sqrt",
+    "string_agg",
+    "strpos",
+    "substr",
+    "substring",
+    "sum",
+    "to_char",
+    "trim",
+    "trunc",
+    "truncate",
+    "upper",
+    "year",
+];
+
 impl Facts {
+    /// Whether running this statement cannot change the database: a plain
+    /// query or a transaction boundary (which only settles statements
+    /// already decided and recorded), writing, storing and assigning
+    /// nothing, calling only [`CHANGES_NOTHING`] functions. Anything
+    /// unsure (another kind, an unknown function) is not.
+    pub fn changes_nothing(&self) -> bool {
+        let kind_ok = match self.class {
+            Class::Read => self.kind == "select",
+            Class::Transaction => matches!(
+                self.kind.as_str(),
+                "begin" | "commit" | "rollback" | "savepoint" | "release_savepoint"
+            ),
+            _ => false,
+        };
+        kind_ok
+            && self.refusal.is_none()
+            && self.writes.is_empty()
+            && self.stored.is_empty()
+            && self.assigned.is_empty()
+            && self
+                .functions
+                .iter()
+                .all(|f| CHANGES_NOTHING.binary_search(&f.as_str()).is_ok())
+    }
+
     pub(crate) fn new(class: Class, kind: &str) -> Facts {
         Facts {
             class,

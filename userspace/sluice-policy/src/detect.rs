@@ -16,7 +16,13 @@
 //!   windows of 13 to 19 digits that do not start with `0`, and the union
 //!   of their hits is masked. A run of 13 to 19 significant digits is
 //!   judged as a whole (otherwise some window of almost every 16-19 digit
-//!   number would pass Luhn). A dash-grouped run inside a canonical UUID
+//!   number would pass Luhn). A run grouped by separators is judged by its
+//!   spans of whole consecutive groups holding 13 to 19 digits, each like
+//!   a run of its own (a group of more than 19 digits is searched as
+//!   above): a written card number starts and ends at group boundaries,
+//!   and cutting groups would find a Luhn-valid window in most long
+//!   dash-joined numbers (`83868641912-28773972837-…`, sysbench's filler,
+//!   is not masked). A dash-grouped run inside a canonical UUID
 //!   (`8-4-4-4-12` hex digits standing as a token of its own) is not
 //!   judged: about one random UUID in 500 holds a Luhn-valid grouped run,
 //!   and no card grouping has that shape.
@@ -545,12 +551,60 @@ fn scan_cards(c: &mut Ctx<'_>) {
                 break;
             }
         }
-        i = if n >= 13 {
-            judge_run(c, start, j, n, grouped)
-        } else {
+        i = if n < 13 {
             j
+        } else if grouped {
+            judge_grouped(c, start, j)
+        } else {
+            judge_run(c, start, j, n)
         };
     }
+}
+
+/// Judges a run of digit groups joined by single separators at
+/// `v[start..end]` (13 digits or more in all); returns where scanning
+/// resumes. A card number written in groups starts and ends at group
+/// boundaries, so the candidates are the spans of whole consecutive
+/// groups holding 13 to 19 digits, each judged like a run of its own; a
+/// single group longer than 19 digits is searched like any long run.
+/// Groups are never split: `83868641912-28773972837-...` (sysbench's
+/// filler, groups of 11) holds no candidate, where searching the 110
+/// digits as one run found Luhn-valid windows in most values.
+fn judge_grouped(c: &mut Ctx<'_>, start: usize, end: usize) -> usize {
+    let v = c.v;
+    if in_uuid(v, start, end) {
+        return end;
+    }
+    let group_end = |from: usize| {
+        from + v[from..end]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut first = start;
+    while first < end {
+        let mut p = first;
+        let mut total = 0;
+        loop {
+            let q = group_end(p);
+            total += q - p;
+            if total > 19 {
+                if p == first {
+                    judge_run(c, first, q, total);
+                }
+                break;
+            }
+            if total >= 13 {
+                judge_span(c, first, q, total);
+            }
+            if q >= end {
+                break;
+            }
+            p = q + 1;
+        }
+        first = group_end(first) + 1;
+    }
+    end
 }
 
 /// Copies the digits of `v[start..end]` after the first `skip` into `val`
@@ -583,11 +637,10 @@ fn collect(
     k
 }
 
-/// Judges one run of `n` >= 13 digits at `v[start..end]`; returns where
-/// scanning resumes (past the run, or past track data).
-fn judge_run(c: &mut Ctx<'_>, start: usize, end: usize, n: usize, grouped: bool) -> usize {
-    let v = c.v;
-    if !grouped && n <= 19 {
+/// Judges one ungrouped run of `n` >= 13 digits at `v[start..end]`;
+/// returns where scanning resumes (past the run, or past track data).
+fn judge_run(c: &mut Ctx<'_>, start: usize, end: usize, n: usize) -> usize {
+    if n <= 19 {
         if let Some(next) = track1(c, start, end) {
             return next;
         }
@@ -595,9 +648,19 @@ fn judge_run(c: &mut Ctx<'_>, start: usize, end: usize, n: usize, grouped: bool)
             return next;
         }
     }
-    if grouped && in_uuid(v, start, end) {
-        return end;
+    let zeros = c.v[start..end].iter().take_while(|&&b| b == b'0').count();
+    if n - zeros > 19 {
+        windows(c, start, end);
+    } else {
+        judge_span(c, start, end, n);
     }
+    end
+}
+
+/// Judges the `n` digits of `v[start..end]` as one number, forwards (after
+/// its leading zeros) and reversed; masks and counts a hit. Whether it hit.
+fn judge_span(c: &mut Ctx<'_>, start: usize, end: usize, n: usize) -> bool {
+    let v = c.v;
     let zeros = v[start..end]
         .iter()
         .filter(|b| b.is_ascii_digit())
@@ -611,7 +674,7 @@ fn judge_run(c: &mut Ctx<'_>, start: usize, end: usize, n: usize, grouped: bool)
         if luhn_from_right(val[..k].iter().rev().copied()) {
             c.mask_pan(&pos[..k]);
             c.found(Kind::Pan);
-            return end;
+            return true;
         }
     }
     if (13..=19).contains(&n) && zeros <= 3 {
@@ -620,13 +683,10 @@ fn judge_run(c: &mut Ctx<'_>, start: usize, end: usize, n: usize, grouped: bool)
         if (2..=6).contains(&val[k - 1]) && luhn_from_right(val[..k].iter().copied()) {
             c.mask_pan(&pos[..k]);
             c.found(Kind::Pan);
-            return end;
+            return true;
         }
     }
-    if sig > 19 {
-        windows(c, start, end);
-    }
-    end
+    false
 }
 
 /// Whether the grouped run `v[start..end]` lies in a UUID in canonical
@@ -1132,13 +1192,39 @@ mod tests {
             DEF,
             Some("ü 411111******1111 ß"),
         ),
-        // Two PANs one space apart are one run of 32 digits: its Luhn
-        // windows, overlapping both, mask more than each PAN's middle.
+        // Two PANs one space apart: two groups, each a card number.
         (
             "4111111111111111 5555555555554444",
             None,
             DEF,
-            Some("411111********** ************4444"),
+            Some("411111******1111 555555******4444"),
+        ),
+        // Groups are spans of a card number or apart from it, never cut.
+        (
+            "12-4111111111111111-99",
+            None,
+            DEF,
+            Some("12-411111******1111-99"),
+        ),
+        ("41111111-11111111", None, DEF, Some("411111**-****1111")),
+        (
+            "0000-4111-1111-1111-1111",
+            None,
+            DEF,
+            Some("0000-4111-11**-****-1111"),
+        ),
+        (
+            "99999999999999999994111111111111111199-1",
+            None,
+            DEF,
+            Some("99999999999***********************1199-1"),
+        ),
+        // sysbench's filler: groups of 11 digits, no span of 13-19.
+        (
+            "83868641912-28773972837-60736120486-75162659906-27563526494-20381887404-41576422241-93426793964-56405065102-33518432170",
+            None,
+            DEF,
+            None,
         ),
         // Glued to letters.
         ("x4111111111111111y", None, DEF, Some("x411111******1111y")),
@@ -1299,18 +1385,16 @@ mod tests {
             DEF,
             None,
         ),
-        // ... but not UUID-shaped: judged.
+        // ... not UUID-shaped: judged by its spans of whole groups
+        // (4866-8635, 8635-599396796196: no card number; the Luhn-valid
+        // window inside "4866-8635-599396796" cuts a group, so it is none).
+        ("adf263b4-cbc0-4866-8635-599396796196x", None, DEF, None),
+        // Both 4111-1111-1111-1111 and 27760372-4111-1111 pass Luhn.
         (
-            "adf263b4-cbc0-4866-8635-599396796196x",
+            "27760372-4111-1111-1111-1111",
             None,
             DEF,
-            Some("adf263b4-cbc0-4866-86**-********6196x"),
-        ),
-        (
-            "27760372-1484-4878-8414",
-            None,
-            DEF,
-            Some("2776037*-****-****-8414"),
+            Some("277603**-****-11**-****-1111"),
         ),
         ("123456.78", None, ALL, None),
         ("Alice Johnson", None, ALL, None),

@@ -277,6 +277,12 @@ pub struct Verdict {
     /// The classes of the string's statements (what time-window grants
     /// cover), in order of first appearance.
     pub classes: Vec<Class>,
+    /// Every statement of the string only reads or ends a transaction: no
+    /// write, no DDL, nothing stored or assigned, and only functions known
+    /// to change nothing ([`Facts::changes_nothing`]). Running such a
+    /// string cannot change the database, so an engine may send it before
+    /// its record is on disk and hold only the answer back until it is.
+    pub reads_only: bool,
 }
 
 impl Verdict {
@@ -287,6 +293,7 @@ impl Verdict {
             reason: reason.into(),
             masks: Vec::new(),
             classes: Vec::new(),
+            reads_only: false,
         }
     }
 }
@@ -876,6 +883,7 @@ impl SessionRules {
                 v.classes.push(f.class);
             }
         }
+        v.reads_only = !statements.is_empty() && statements.iter().all(Facts::changes_nothing);
         (v, explained)
     }
 
@@ -1190,6 +1198,86 @@ format = "redact"
         let p: PolicyConfig = toml::from_str(POLICY).unwrap();
         let m: MaskingConfig = toml::from_str(&format!("{masking_extra}\n{MASKING}")).unwrap();
         Arc::new(Engine::new(&p, &m).unwrap())
+    }
+
+    /// One line per case: dialect, SQL → may run before its record is
+    /// durable (changes nothing).
+    #[test]
+    fn reads_only_table() {
+        let e = engine("");
+        let s = e.session("uid:0", &[], "pg");
+        let cases = [
+            (
+                Dialect::Postgres,
+                "select abalance from pgbench_accounts where aid = $1",
+                true,
+            ),
+            (
+                Dialect::Postgres,
+                "select count(*), max(id) from orders",
+                true,
+            ),
+            (Dialect::Postgres, "begin; select 1; commit", true),
+            (
+                Dialect::Postgres,
+                "select 1; delete from orders where id = 1",
+                false,
+            ),
+            (
+                Dialect::Postgres,
+                "update orders set x = 1 where id = 2",
+                false,
+            ),
+            (Dialect::Postgres, "select nextval('s')", false),
+            (
+                Dialect::Postgres,
+                "select my_function(id) from orders",
+                false,
+            ),
+            (Dialect::Postgres, "select pg_advisory_lock(1)", false),
+            (Dialect::Postgres, "select * into t2 from orders", false),
+            (
+                Dialect::Postgres,
+                "with d as (delete from orders where id = 1 returning *) select * from d",
+                false,
+            ),
+            (
+                Dialect::Postgres,
+                "explain analyze delete from orders where id = 1",
+                false,
+            ),
+            (Dialect::Postgres, "copy orders to stdout", false),
+            (Dialect::Postgres, "set search_path = x", false),
+            (Dialect::Postgres, "selec 1", false),
+            (Dialect::MySql, "SELECT c FROM sbtest1 WHERE id=?", true),
+            (
+                Dialect::MySql,
+                "SELECT SUM(k) FROM sbtest1 WHERE id BETWEEN 1 AND 10",
+                true,
+            ),
+            (
+                Dialect::MySql,
+                "SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN 1 AND 10 ORDER BY c",
+                true,
+            ),
+            (Dialect::MySql, "SELECT sleep(10)", false),
+            (Dialect::MySql, "SELECT get_lock('x', 1)", false),
+            (Dialect::MySql, "SELECT @v := id FROM orders", false),
+            (
+                Dialect::MySql,
+                "SELECT id INTO @v FROM orders LIMIT 1",
+                false,
+            ),
+            (
+                Dialect::MySql,
+                "INSERT INTO orders SELECT * FROM orders",
+                false,
+            ),
+            (Dialect::MySql, "DO 1", false),
+        ];
+        for (dialect, sql, want) in cases {
+            assert_eq!(s.decide_in(dialect, sql).reads_only, want, "{sql}");
+        }
     }
 
     /// One line per case: identity, SQL → action, deciding rule (prefix).

@@ -103,6 +103,7 @@ impl Policy for RulePolicy {
             // catalog lookup is needed.
             oids: if mysql { Some(Oids::default()) } else { cached },
             approvals: self.approvals.clone(),
+            reads_only: false,
             who: NewRequest {
                 identity: info.identity.into(),
                 groups: info.groups.to_vec(),
@@ -135,6 +136,9 @@ struct RuleSession {
     approvals: Option<Arc<Broker>>,
     /// Who the session is, for approval requests.
     who: NewRequest,
+    /// The statement last allowed changes nothing
+    /// ([`sluice_policy::engine::Verdict::reads_only`]).
+    reads_only: bool,
 }
 
 impl RuleSession {
@@ -228,6 +232,7 @@ impl SessionPolicy for RuleSession {
             Dialect::Postgres
         };
         let v = self.rules.decide_in(dialect, statement.text);
+        self.reads_only = v.action == Action::Allow && v.reads_only;
         if v.action != Action::Deny && !v.masks.is_empty() {
             // A held statement's masks apply from now on: if it is
             // approved its rows are masked; if not, masking more is safe.
@@ -252,6 +257,10 @@ impl SessionPolicy for RuleSession {
                 },
             },
         }
+    }
+
+    fn reads_only(&self) -> bool {
+        self.reads_only
     }
 
     fn startup_query(&mut self) -> Option<String> {
