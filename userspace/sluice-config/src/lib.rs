@@ -135,7 +135,9 @@ pub struct StoreConfig {
     /// 600); the public key is written beside it as `<key>.pub`.
     pub signing_key: PathBuf,
     /// `"sync"`: a statement reaches the database only once its event is
-    /// on disk (fsync, group-committed across sessions). `"batch"`: events
+    /// on disk (fsync, group-committed across sessions); in MySQL sessions
+    /// one the policy knows changes nothing (a plain SELECT, BEGIN, COMMIT)
+    /// runs meanwhile and its answer waits for the fsync. `"batch"`: events
     /// are written at once and fsynced every `batch_window_ms`, so a power
     /// failure can lose that window (a crash of sluice alone loses nothing).
     pub durability: Durability,
