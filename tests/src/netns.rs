@@ -94,3 +94,29 @@ pub fn run(argv: &[&str]) -> String {
 pub fn sh(argv: &[&str]) -> std::io::Result<Output> {
     Command::new(argv[0]).args(&argv[1..]).output()
 }
+
+/// A small tmpfs mounted at `dir` (created if missing), mode 700, of
+/// `size` (`16m`); unmounted when the guard drops — hold it until
+/// everything using the directory is gone.
+pub fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Unmount {
+    std::fs::create_dir_all(dir).expect("create the mount point");
+    run(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        &format!("size={size},mode=700"),
+        "tmpfs",
+        dir.to_str().expect("a UTF-8 path"),
+    ]);
+    Unmount(dir.to_path_buf())
+}
+
+/// Unmounts a [`mount_tmpfs`] directory when dropped.
+pub struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = sh(&["umount", "-l", self.0.to_str().unwrap_or_default()]);
+    }
+}

@@ -358,18 +358,7 @@ fn a3_a_full_store_disk_refuses_statements() {
     // The store directory is its own small tmpfs.
     let mut mounted = None;
     let run = start_custom("a3", 29, |p| {
-        let dir = store_dir(&p.scratch.0);
-        fs::create_dir_all(&dir).unwrap();
-        netns::run(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=16m,mode=700",
-            "tmpfs",
-            dir.to_str().unwrap(),
-        ]);
-        mounted = Some(Unmount(dir));
+        mounted = Some(netns::mount_tmpfs(&store_dir(&p.scratch.0), "16m"));
         p.pg.sql(&format!(
             "ALTER ROLE {} SET log_statement = 'all'",
             postgres::USER
@@ -443,13 +432,4 @@ fn a3_a_full_store_disk_refuses_statements() {
     assert!(!run.pg.log_text().contains("still full"));
     drop(run);
     drop(mounted);
-}
-
-/// Unmounts a test's tmpfs, after everything using it is gone.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = netns::sh(&["umount", "-l", self.0.to_str().unwrap()]);
-    }
 }

@@ -392,15 +392,6 @@ fn my3_tls_both_legs_kill_query_and_large_results() {
     );
 }
 
-/// Unmounts a test's tmpfs, after everything using it is gone.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = netns::sh(&["umount", "-l", self.0.to_str().unwrap()]);
-    }
-}
-
 #[test]
 fn my4_a_full_audit_store_fails_closed() {
     if !require_privileged("my4") {
@@ -409,18 +400,7 @@ fn my4_a_full_audit_store_fails_closed() {
     // The store directory is its own small tmpfs.
     let mut mounted = None;
     let run = start_mysql("my4", 47, |p| {
-        let dir = store_dir(&p.scratch.0);
-        std::fs::create_dir_all(&dir).unwrap();
-        netns::run(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=16m,mode=700",
-            "tmpfs",
-            dir.to_str().unwrap(),
-        ]);
-        mounted = Some(Unmount(dir));
+        mounted = Some(netns::mount_tmpfs(&store_dir(&p.scratch.0), "16m"));
         Custom {
             sections: POLICY.into(),
             ..Custom::default()
