@@ -11,7 +11,9 @@
 //! the ready session's commands one at a time (the protocol is
 //! half-duplex): every statement passes the decide hook
 //! before it can reach the database, refusals are answered with ERR
-//! packets and the session stays usable; `results.rs` follows the
+//! packets and the session stays usable; `change_user.rs` relays
+//! `COM_CHANGE_USER`'s authentication and remakes the session's policy
+//! for the new user; `results.rs` follows the
 //! database's answers — result sets in the text and binary protocols,
 //! prepared-statement metadata — and passes every row through the rewrite
 //! hook; [`kill`] knows which database thread each session holds, so a
@@ -24,6 +26,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod change_user;
 mod inject;
 pub mod kill;
 mod record;

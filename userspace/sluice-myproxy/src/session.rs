@@ -13,8 +13,10 @@
 //! PROCESSLIST`. A refusal is an ERR packet (1142, SQLSTATE 42000, naming
 //! the rule) and the session goes on. `KILL [QUERY] n` is decided by
 //! sluice: allowed for threads of the identity's own sessions
-//! ([`crate::kill`]), refused otherwise. Commands sluice cannot inspect
-//! (binlog and replication commands, COM_CHANGE_USER) are refused with a
+//! ([`crate::kill`]), refused otherwise. COM_CHANGE_USER is relayed like
+//! a login and the session goes on under a policy made for the new user
+//! (`change_user.rs`; refused with credential injection). Commands sluice
+//! cannot inspect (binlog and replication commands) are refused with a
 //! clear error; the database never sees them.
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
@@ -286,14 +288,7 @@ impl Session<'_> {
                         .await?;
                 }
             }
-            Command::ChangeUser(_) => {
-                self.err(
-                    codes::NOT_SUPPORTED,
-                    "0A000",
-                    "sluice: COM_CHANGE_USER is not supported through sluice; open a new connection as the other user",
-                );
-                self.flush().await?;
-            }
+            Command::ChangeUser(body) => self.change_user(&packet, body).await?,
             other => {
                 let name = other.name();
                 self.err(

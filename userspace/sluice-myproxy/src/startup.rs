@@ -74,6 +74,12 @@ const STRUCK: u64 = caps::COMPRESS
 /// statement could mean something else to the database.
 const UNSAFE_CHARSETS: [u8; 11] = [1, 84, 13, 88, 28, 87, 95, 96, 248, 249, 250];
 
+/// Whether a collation id (handshake or `COM_CHANGE_USER`) is one of
+/// [`UNSAFE_CHARSETS`].
+pub(crate) fn unsafe_charset(collation: u16) -> bool {
+    u8::try_from(collation).is_ok_and(|c| UNSAFE_CHARSETS.contains(&c))
+}
+
 /// Serve one client whose connection was headed for `route.original`.
 /// `dial` opens the database connection.
 pub async fn run<F, Fut>(
@@ -301,7 +307,7 @@ where
         .iter()
         .find(|(k, _)| k.as_slice() == b"program_name")
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    if UNSAFE_CHARSETS.contains(&response.charset) {
+    if unsafe_charset(response.charset.into()) {
         return Err(refused(
             &mut client,
             client_seq.wrapping_add(1),

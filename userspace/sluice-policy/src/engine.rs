@@ -143,6 +143,10 @@ pub struct RuleConfig {
     pub identities: Vec<String>,
     /// Targets it applies to; empty: all.
     pub targets: Vec<String>,
+    /// Database users it applies to (globs with `*`): the user the session
+    /// logged in as, or changed to with MySQL's `COM_CHANGE_USER`; empty:
+    /// every user. It narrows `identities`, never widens them.
+    pub users: Vec<String>,
     /// Statement classes: read, write, ddl, dcl, admin, transaction,
     /// utility.
     pub classes: Vec<Class>,
@@ -660,7 +664,8 @@ impl Engine {
         )
     }
 
-    /// The rules that apply to one session.
+    /// The rules that apply to one session, whatever its database user
+    /// (rules naming `users` never apply; see [`Engine::session_as`]).
     /// `groups` are the identity's groups (`[[identities]]`).
     pub fn session(
         self: &Arc<Engine>,
@@ -668,12 +673,26 @@ impl Engine {
         groups: &[String],
         target: &str,
     ) -> SessionRules {
+        self.session_as(identity, groups, target, None)
+    }
+
+    /// [`Engine::session`] for a session logged in as database `user`:
+    /// rules naming `users` apply when one of them matches it.
+    pub fn session_as(
+        self: &Arc<Engine>,
+        identity: &str,
+        groups: &[String],
+        target: &str,
+        user: Option<&str>,
+    ) -> SessionRules {
         let rules = self
             .rules
             .iter()
             .filter(|r| {
                 applies_to(&r.config.identities, identity, groups)
                     && (r.config.targets.is_empty() || r.config.targets.iter().any(|t| t == target))
+                    && (r.config.users.is_empty()
+                        || user.is_some_and(|u| r.config.users.iter().any(|p| glob(p, u))))
             })
             .cloned()
             .collect();
@@ -1538,6 +1557,41 @@ classes = ["read"]
         assert!(!applies_to(&["*".into()], "unknown", &[]));
         assert!(applies_to(&[], "x", &[]));
         assert!(!applies_to(&[], "unknown", &[]));
+    }
+
+    /// One line per case: database user → decision of a write.
+    #[test]
+    fn rules_by_database_user() {
+        let policy: PolicyConfig = toml::from_str(
+            r#"
+default = "allow"
+[[rules]]
+name = "reporting users only read"
+action = "deny"
+users = ["report*"]
+classes = ["write"]
+"#,
+        )
+        .unwrap();
+        let e = Arc::new(Engine::new(&policy, &MaskingConfig::default()).unwrap());
+        let w = "insert into t values (1)";
+        for (user, want) in [
+            (Some("reporter"), Action::Deny),
+            (Some("report"), Action::Deny),
+            (Some("agent"), Action::Allow),
+            (Some(""), Action::Allow),
+            (None, Action::Allow),
+        ] {
+            let v = e.session_as("agent", &[], "pg", user).decide(w);
+            assert_eq!(v.action, want, "{user:?}: {v:?}");
+            assert_eq!(
+                e.session_as("agent", &[], "pg", user)
+                    .decide("select 1")
+                    .action,
+                Action::Allow,
+                "{user:?}"
+            );
+        }
     }
 
     /// One line per case: SQL → masks of the allowed statement.

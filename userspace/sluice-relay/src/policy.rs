@@ -79,7 +79,9 @@ impl RulePolicy {
 
 impl Policy for RulePolicy {
     fn session(&self, info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
-        let rules = self.engine.session(info.identity, info.groups, info.target);
+        let rules =
+            self.engine
+                .session_as(info.identity, info.groups, info.target, Some(info.user));
         let key = (info.target.to_string(), info.database.to_string());
         let cached = self
             .catalog
