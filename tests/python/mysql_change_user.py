@@ -29,7 +29,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
-from mysql_common import CONNECT_TIMEOUT, error_code, out, parser
+from mysql_common import CONNECT_TIMEOUT, connect, error_code, out, parser
 
 UPDATE = "UPDATE notes SET body = CONCAT(body, '.') WHERE id = 1"
 
@@ -60,20 +60,9 @@ def run(conn, sql):
 
 
 def mysqlclient(args):
-    import MySQLdb
-
-    conn = MySQLdb.connect(
-        host=args.host,
-        port=args.port,
-        user=args.user,
-        password=args.password,
-        database=args.db,
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=args.io_timeout,
-        write_timeout=args.io_timeout,
-        autocommit=True,
-        ssl_mode="DISABLED",
-    )
+    # mysqlclient over plain TCP, whatever the command line said.
+    args.driver, args.tls_ca, args.no_tls = "mysqlclient", None, True
+    conn = connect(args)
     out("user_before", one(conn, "SELECT CURRENT_USER()"))
     if args.inject:
         attempt("change", lambda: conn.change_user(args.other, args.other_password, args.db))
