@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::context::{self, Context, capture, first_line_if_ok};
 
@@ -56,6 +56,14 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "util-linux",
     "tcpdump",
+    // `cargo xtask dist`: dpkg-shlibdeps for the .deb's Depends (dpkg-deb
+    // itself is in dpkg). The deploy tests: `systemd-analyze verify` of the
+    // unit, PyYAML to read the Kubernetes manifest, strace for the syscalls
+    // the unit's filter must allow.
+    "dpkg-dev",
+    "systemd",
+    "python3-yaml",
+    "strace",
 ];
 
 /// The bpf-linker release checked to build with the machine's stable Rust and
@@ -63,6 +71,8 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where Debian's LLVM 22 lives, for llvm-sys inside bpf-linker.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// The LLVM major version bpf-linker is built against ([`LLVM_PREFIX`]).
+const LLVM_MAJOR: &str = "22";
 
 /// The Python environment the lab's psycopg 3 tests run in (the tests find it
 /// through `sluice_lab::python`, which names the same path). A venv, because
@@ -109,7 +119,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     oidc_harness(ctx)?;
     host_postgres_clusters(ctx);
     host_mariadb(ctx);
-    nightly_rust_src(ctx)?;
+    ebpf_toolchain(ctx)?;
     bpf_linker(ctx)?;
     cargo_nextest(ctx)?;
     bpffs(ctx);
@@ -490,14 +500,22 @@ fn set_manual_start(start_conf: &str) -> Result<()> {
     fs::write(start_conf, out).with_context(|| format!("cannot write {start_conf}"))
 }
 
-/// Step 2: the eBPF crate is built with nightly and `-Z build-std=core`.
-fn nightly_rust_src(ctx: &Context) -> Result<()> {
-    let thing = "rust nightly toolchain with rust-src";
+/// Step 2: the eBPF crate is built with the Rust release pinned in
+/// `ebpf/toolchain.txt` (with rust-src, for `-Z build-std=core`). Not
+/// nightly: bpf-linker reads the LLVM bitcode rustc writes, and a nightly
+/// on a newer LLVM than bpf-linker's writes bitcode it cannot read.
+fn ebpf_toolchain(ctx: &Context) -> Result<()> {
+    let pin = ctx.root.join("ebpf/toolchain.txt");
+    let toolchain = fs::read_to_string(&pin)
+        .with_context(|| format!("cannot read {}", pin.display()))?
+        .trim()
+        .to_owned();
+    let thing = format!("rust {toolchain} toolchain with rust-src (builds the eBPF programs)");
     let installed = capture(ctx.command("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        &toolchain,
         "--installed",
     ]))
     .is_some_and(|out| {
@@ -507,21 +525,53 @@ fn nightly_rust_src(ctx: &Context) -> Result<()> {
                 .any(|l| l.trim() == "rust-src")
     });
     if installed {
-        present(thing);
-        return Ok(());
+        present(&thing);
+    } else {
+        doing(&thing, "installing");
+        context::run(ctx.command("rustup").args([
+            "toolchain",
+            "install",
+            &toolchain,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+        ok(&thing);
     }
-    doing(thing, "installing");
-    context::run(ctx.command("rustup").args([
-        "toolchain",
-        "install",
-        "nightly",
-        "--profile",
-        "minimal",
-        "--component",
-        "rust-src",
-    ]))?;
-    ok(thing);
-    Ok(())
+    // The bitcode rustc writes must be readable by bpf-linker's LLVM.
+    let llvm = first_line_matching(
+        ctx.command("rustup")
+            .args(["run", &toolchain, "rustc", "-vV"]),
+        "LLVM version:",
+    );
+    match llvm
+        .as_deref()
+        .map(|l| l.trim_start_matches("LLVM version:").trim())
+    {
+        Some(v) if v.split('.').next() == Some(LLVM_MAJOR) => {
+            println!(
+                "setup: rust {toolchain} writes LLVM {v} bitcode, bpf-linker reads LLVM {LLVM_MAJOR} ... ok"
+            );
+            Ok(())
+        }
+        Some(v) => bail!(
+            "rust {toolchain} uses LLVM {v} but bpf-linker is built against LLVM {LLVM_MAJOR}: \
+             pin a Rust release on LLVM {LLVM_MAJOR} in ebpf/toolchain.txt"
+        ),
+        None => bail!(
+            "cannot tell which LLVM rust {toolchain} uses (`rustup run {toolchain} rustc -vV`)"
+        ),
+    }
+}
+
+/// The first line of `cmd`'s output that starts with `prefix`, if it ran.
+fn first_line_matching(cmd: &mut std::process::Command, prefix: &str) -> Option<String> {
+    let out = capture(cmd)?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_owned)
 }
 
 /// Step 3: bpf-linker, the linker aya-build uses for the eBPF object. Built

@@ -9,7 +9,8 @@ use crate::context::{self, Context};
 use crate::setup;
 
 /// Workspace members that only build for the BPF target. `sluice-ebpf` is
-/// built by the userspace crate's build script (aya-build, nightly,
+/// built by the userspace crate's build script (aya-build, the Rust
+/// release pinned in `ebpf/toolchain.txt`,
 /// `bpfel-unknown-none`); built for the host it cannot link, so `--workspace`
 /// runs leave it out here just as the root manifest's `default-members` does.
 const BPF_ONLY_PACKAGES: &[&str] = &["sluice-ebpf"];
