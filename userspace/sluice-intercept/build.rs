@@ -22,7 +22,10 @@ fn main() -> anyhow::Result<()> {
     let toolchain = toolchain.trim();
     // SAFETY: the build script is single-threaded; the variable is read by
     // aya-build and inherited by the cargo it runs for the eBPF crate.
-    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("RUSTC_BOOTSTRAP", "1")
+    };
     aya_build::build_ebpf(
         [Package {
             name: "sluice-ebpf",
