@@ -49,6 +49,29 @@ pub fn keep(r: GatewayRun) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Leave the demo's lab running (`cargo xtask demo --keep`), as [`keep`]
+/// does for the plain lab: `down` stops sluice and removes every namespace
+/// (and the processes in them: the databases, the OpenID provider).
+pub fn keep_demo(d: crate::demo::DemoLab) -> anyhow::Result<()> {
+    if state_file().exists() {
+        bail!("a lab is already up (`cargo xtask lab down` removes it); this one is left as it is");
+    }
+    fs::create_dir_all(state_file().parent().unwrap())?;
+    let mut state = format!(
+        "gw={}\nconfig={}\nlog={}\nscratch={}\n",
+        d.lab.gw.name,
+        d.daemon.config.display(),
+        d.daemon.log.display(),
+        d.scratch.0.display()
+    );
+    for ns in d.namespaces() {
+        state.push_str(&format!("netns={ns}\n"));
+    }
+    fs::write(state_file(), state)?;
+    std::mem::forget(d);
+    Ok(())
+}
+
 pub fn print_howto(r: &GatewayRun) {
     println!("The lab is up:");
     println!(
@@ -107,7 +130,17 @@ pub fn down() -> anyhow::Result<()> {
         "--config",
         &get("config"),
     ]);
+    let mut namespaces: Vec<String> = state
+        .lines()
+        .filter_map(|l| l.strip_prefix("netns="))
+        .map(str::to_owned)
+        .collect();
     for ns in [get("agent"), gw.clone(), get("db")] {
+        if !ns.is_empty() && !namespaces.contains(&ns) {
+            namespaces.push(ns);
+        }
+    }
+    for ns in namespaces {
         if let Ok(out) = sh(&["ip", "netns", "pids", &ns]) {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = sh(&["kill", "-9", pid]);

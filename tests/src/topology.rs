@@ -140,6 +140,82 @@ impl GatewayLab {
     }
 }
 
+/// A further agent host on its own link to the gateway (see
+/// [`GatewayLab::add_agent`]).
+pub struct AgentHost {
+    pub ns: Netns,
+    pub ip: String,
+    pub ip6: String,
+    /// The gateway's interface facing this host.
+    pub gw_if: String,
+}
+
+impl GatewayLab {
+    /// Wire a second agent host to the gateway on a link of its own:
+    /// `10.79.{2n}.2` (gateway `.1`), `fd79:{2n}::2`, where `n` is the lab's
+    /// index. sluice protects it once its config lists [`AgentHost::gw_if`]
+    /// among `gateway.interfaces`.
+    pub fn add_agent(&self, tag: &str, index: u8) -> AgentHost {
+        let a = index * 2;
+        let ns = Netns::create(&format!("sl-{tag}-agent2"));
+        let host_if = format!("sl{tag}b");
+        let gw_if = format!("sl{tag}gb");
+        for name in [&host_if, &gw_if] {
+            let _ = crate::netns::sh(&["ip", "link", "del", name]);
+        }
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &host_if,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &gw_if,
+            "netns",
+            &self.gw.name,
+        ]);
+        let host = AgentHost {
+            ip: format!("10.79.{a}.2"),
+            ip6: format!("fd79:{a}::2"),
+            gw_if,
+            ns,
+        };
+        wire_host(
+            &host.ns,
+            &host_if,
+            &host.ip,
+            &host.ip6,
+            &format!("10.79.{a}.1"),
+            &format!("fd79:{a}::1"),
+        );
+        self.gw.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.79.{a}.1/24"),
+            "dev",
+            &host.gw_if,
+        ]);
+        self.gw.run(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("fd79:{a}::1/64"),
+            "dev",
+            &host.gw_if,
+            "nodad",
+        ]);
+        self.gw.run(&["ip", "link", "set", &host.gw_if, "up"]);
+        std::thread::sleep(Duration::from_millis(200));
+        host
+    }
+}
+
 fn wire_host(ns: &Netns, iface: &str, ip: &str, ip6: &str, via: &str, via6: &str) {
     ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
     ns.run(&[

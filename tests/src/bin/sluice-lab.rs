@@ -17,7 +17,7 @@ enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
-    /// Show an unmodified psql on an agent host intercepted transparently.
+    /// Tell sluice's whole story with real agents, databases and approvers.
     Demo {
         /// Leave the lab running afterwards, and print how to try it by hand.
         #[arg(long)]
