@@ -3,10 +3,12 @@
 //!
 //! Layout: `setup` installs and checks what the project needs on the host;
 //! `test` is the single command CI runs; `lab` delegates `lab`, `demo` and
-//! `bench` to the `sluice-lab` binary; `context` holds what they share (the
+//! `bench` to the `sluice-lab` binary; `dist` makes the release tarball and
+//! .deb; `context` holds what they share (the
 //! workspace root, target directory, `PATH` and how child processes are run).
 
 mod context;
+mod dist;
 mod lab;
 mod setup;
 mod test;
@@ -87,6 +89,18 @@ enum Task {
     /// `sluice-lab bench <SUITE> [ARGS...]`. Benchmarks use the lab's network
     /// namespaces and servers on this machine only. Needs root.
     Bench(lab::BenchArgs),
+
+    /// Build the release artifacts: a tarball and a Debian package.
+    ///
+    /// Builds `sluice` in release mode (unless `--binary` names one), makes
+    /// its shell completions and man pages with it, and writes
+    /// `dist/sluice-<version>-<arch>-linux.tar.gz` (the binary, deploy/,
+    /// docs/, README.md, completions/, man/; run `deploy/install.sh` from
+    /// inside it) and `dist/sluice_<version>_<debarch>.deb` (built with
+    /// `dpkg-deb --root-owner-group`; Depends from `dpkg-shlibdeps`).
+    /// Prints each artifact's path and size. Needs tar, gzip and dpkg-deb;
+    /// not root.
+    Dist(dist::DistArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +111,7 @@ fn main() -> ExitCode {
         Task::Lab(args) => lab::lab(&ctx, &args),
         Task::Demo(args) => lab::demo(&ctx, &args),
         Task::Bench(args) => lab::bench(&ctx, &args),
+        Task::Dist(args) => dist::run(&ctx, &args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,17 +2,19 @@
 //! configuration checks (`config check`), policy checks (`policy check`),
 //! the auditor's commands
 //! (`audit`), signing in (`login`), deciding held statements and grants
-//! (`approvals`), workload tokens (`token new`) and crash cleanup (`cleanup`).
+//! (`approvals`), workload tokens (`token new`), crash cleanup (`cleanup`)
+//! and its own shell completions and man pages (`completions`, `man`).
 
 mod approvals;
 mod audit;
 mod login;
+mod manpages;
 mod policy;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use sluice_config::Config;
 use sluice_intercept::doctor;
 
@@ -108,6 +110,22 @@ enum Command {
         /// Configuration file the crashed daemon used.
         #[arg(short, long, default_value = "/etc/sluice/sluice.toml")]
         config: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// The packages install them; by hand, e.g.
+    /// `sluice completions bash > /usr/share/bash-completion/completions/sluice`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages: sluice.1 and one per subcommand
+    /// (sluice-run.1, sluice-audit-export.1, ...).
+    Man {
+        /// Directory to write them to; created if missing.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -322,6 +340,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Completions { shell } => manpages::completions(shell, Cli::command()),
+        Command::Man { out } => manpages::man(Cli::command(), &out),
         Command::Cleanup { config } => match Config::load(&config) {
             Ok(c) => {
                 let removed = sluice_intercept::Interceptor::cleanup(&c);
