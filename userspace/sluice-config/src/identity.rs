@@ -11,13 +11,14 @@
 //! `comms`, `exes`, `containers`. A rule with local conditions never
 //! matches a remote flow and vice versa.
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The name of a workload no identity rule matched.
 pub const UNKNOWN: &str = "unknown";
 
 /// One `[[identities]]` rule.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityRule {
     /// The workload identity: what policy rules, records and approvals
@@ -29,6 +30,7 @@ pub struct IdentityRule {
     pub groups: Vec<String>,
     /// Client networks (CIDR or a bare address).
     #[serde(default, deserialize_with = "crate::secrets::nets")]
+    #[schemars(with = "Vec<String>")]
     pub sources: Vec<IpNet>,
     /// Source MAC addresses of the first packet (gateway), any case.
     #[serde(default)]

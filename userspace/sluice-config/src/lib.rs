@@ -14,12 +14,15 @@ use std::{
 };
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub mod identity;
+pub mod reference;
 pub mod secrets;
 
 pub use identity::IdentityRule;
+pub use reference::reference_markdown;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +56,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Proxy-wide settings.
@@ -63,8 +66,12 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// Jump-host mode (local processes); absent = off.
     pub jump_host: Option<JumpHostConfig>,
-    /// Protected database targets.
+    /// Protected database targets: at least one. A connection is
+    /// intercepted when its destination address lies in a target's
+    /// `address` and its port is the target's `port`; when networks
+    /// overlap, the most specific one wins.
     #[serde(default)]
+    #[schemars(extend("x-sluice-required" = true))]
     pub targets: Vec<Target>,
     /// Workload identities: rules that name a flow's workload from its
     /// facts (`[[identities]]`, first match wins). Without any, workloads
@@ -101,7 +108,7 @@ pub use sluice_oidc::{OidcConfig, RoleMap};
 /// `[admin]`: the admin API, HTTP on its own port. Every call but
 /// `/healthz` and `/metrics` needs an ID token from `[oidc]` as a bearer
 /// token, and is recorded.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address and port (default 127.0.0.1:9443).
@@ -122,7 +129,7 @@ pub use sluice_approvals::ApprovalsConfig;
 
 /// The session store (RocksDB): durable, hash-chained, signed audit
 /// evidence of every session.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Record sessions. Turning this off leaves sessions unrecorded, which
@@ -141,9 +148,12 @@ pub struct StoreConfig {
     /// are written at once and fsynced every `batch_window_ms`, so a power
     /// failure can lose that window (a crash of sluice alone loses nothing).
     pub durability: Durability,
-    /// Longest time between fsyncs with `durability = "batch"`.
+    /// Longest time between fsyncs with `durability = "batch"`,
+    /// milliseconds (1-1000).
     pub batch_window_ms: u64,
-    /// Longest time between signed checkpoints while sessions are active.
+    /// Longest time between signed checkpoints while events are written,
+    /// milliseconds (10-60000). Events newer than the last checkpoint are
+    /// not yet covered by a signature.
     pub checkpoint_interval_ms: u64,
     /// Sessions are removed this many days after they started (PCI DSS:
     /// at least a year of audit history).
@@ -151,7 +161,7 @@ pub struct StoreConfig {
 }
 
 /// When an event counts as recorded.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Durability {
     /// fsync before the statement goes on.
@@ -178,7 +188,7 @@ impl Default for StoreConfig {
 /// addresses (or DNS names) clients dial, i.e. the protected databases',
 /// since clients keep dialling those: issue it from a CA the clients trust
 /// (`sslrootcert` for `sslmode=verify-full`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsConfig {
     /// PEM certificate chain, leaf first.
@@ -193,11 +203,12 @@ pub struct ClientTlsConfig {
 pub use sluice_policy::engine::{MaskingConfig, PolicyConfig};
 
 /// Proxy-wide settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// `SO_MARK` on the proxy's own upstream sockets; the jump-host programs
     /// never redirect a socket carrying it.
+    #[schemars(extend("x-sluice-hex" = true))]
     pub upstream_mark: u32,
     /// Connections handled at once; more wait in the kernel's accept queue.
     pub max_connections: u32,
@@ -209,11 +220,15 @@ pub struct ProxyConfig {
     /// Where programs and links are pinned, so a crashed daemon still fails
     /// closed and the next start can clean up.
     pub bpffs_dir: PathBuf,
-    /// Largest protocol message accepted from a client or a database;
-    /// larger ones end the session with an error.
+    /// Largest protocol message accepted from a client or a database, in
+    /// bytes (at least 1024); larger ones end the session with an error.
+    /// The default is 64 MiB.
     pub max_message_bytes: usize,
-    /// Root-only TOML file of the credentials sluice logs in with for
-    /// targets with `auth = "inject"` (see [`secrets`]).
+    /// Root-only TOML file (owned by root or the daemon's user, mode 600)
+    /// of the credentials sluice logs in with for targets with
+    /// `auth = "inject"`; its keys are listed under *Secrets file* in the
+    /// configuration reference (`docs/operators.md`), and
+    /// `deploy/examples/secrets.toml.example` is a commented example.
     pub secrets_file: Option<PathBuf>,
 }
 
@@ -239,18 +254,29 @@ impl ProxyConfig {
 }
 
 /// Gateway mode: tc ingress steering of forwarded flows.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Agent-facing interfaces.
+    /// Agent-facing interfaces: the tc ingress program is attached to
+    /// each. List only those; the database-facing side carries sluice's own
+    /// upstream connections. At least one.
     pub interfaces: Vec<String>,
-    /// Port of the transparent listener (bound on 0.0.0.0 and ::).
+    /// Port of the transparent listener, bound on 0.0.0.0 and :: with
+    /// `IP_TRANSPARENT`. Clients never dial it (they keep dialling the
+    /// databases), but nothing else on the machine may use it.
     #[serde(default = "default_gateway_port")]
     pub listen_port: u16,
-    /// Packet mark of steered flows.
+    /// Packet mark the tc program puts on steered flows; the policy rule
+    /// `fwmark <intercept_mark> lookup <route_table>` matches it. Non-zero,
+    /// different from `proxy.upstream_mark`, and used by no other software
+    /// on the machine.
     #[serde(default = "default_intercept_mark")]
+    #[schemars(extend("x-sluice-hex" = true))]
     pub intercept_mark: u32,
-    /// Policy-routing table sluice installs (`fwmark → local`).
+    /// Policy-routing table sluice installs, holding a `local` route for
+    /// every destination so marked packets are delivered to this machine.
+    /// Must be a table nothing else uses; 0 and 253-255 are the kernel's.
+    /// sluice removes the table's route and rule when it stops.
     #[serde(default = "default_route_table")]
     pub route_table: u32,
 }
@@ -266,12 +292,15 @@ fn default_route_table() -> u32 {
 }
 
 /// Jump-host mode: cgroup connect() rewriting of local processes.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JumpHostConfig {
-    /// Cgroup v2 directories whose processes are intercepted.
+    /// Cgroup v2 directories (absolute paths on the cgroup2 mount) whose
+    /// processes, and those of the cgroups below them, are intercepted. At
+    /// least one.
     pub cgroups: Vec<PathBuf>,
-    /// Where connect() is rewritten to (IPv4).
+    /// Where a connect() to an IPv4 target is rewritten to: sluice's
+    /// listener, an IPv4 address and port. Keep it on loopback.
     #[serde(default = "default_jump_listen")]
     pub listen: SocketAddr,
     /// Where IPv6 connects are rewritten to; without it IPv6 targets are
@@ -284,15 +313,19 @@ fn default_jump_listen() -> SocketAddr {
 }
 
 /// A protected database target: a network and a port.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// Name used in logs.
+    /// The target's name, unique: logs, audit records, policy rules
+    /// (`targets`), `[[masking.columns]]` and the secrets file refer to
+    /// the target by it.
     pub name: String,
-    /// CIDR; a bare address means a single host.
+    /// IPv4 or IPv6 network in CIDR form; a bare address means that single
+    /// host (/32 or /128).
     #[serde(deserialize_with = "net_or_addr")]
+    #[schemars(with = "String")]
     pub address: IpNet,
-    /// TCP port.
+    /// TCP port of the database, 1-65535.
     pub port: u16,
     /// Wire protocol: `postgres` or `mysql` (sessions are parsed and
     /// policed) or `tcp` (relayed opaquely, logged as uninspected). When
@@ -315,7 +348,7 @@ pub struct Target {
 }
 
 /// Who authenticates to the database.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// The client's own authentication exchange is relayed (cleartext, MD5,
@@ -330,7 +363,7 @@ pub enum AuthMode {
 }
 
 /// TLS from sluice to a database, with libpq's `sslmode` meanings.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamTls {
     /// Plain TCP.
@@ -347,7 +380,7 @@ pub enum UpstreamTls {
 }
 
 /// How sluice speaks to a target.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// PostgreSQL protocol 3.0.

@@ -18,12 +18,13 @@
 use std::{fmt, os::unix::fs::MetadataExt, path::Path};
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::{AuthMode, Config, ConfigError};
 
 /// The parsed secrets file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
     /// One entry per (target, user).
@@ -32,7 +33,7 @@ pub struct Secrets {
 }
 
 /// A vaulted database credential and the workloads allowed to use it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// The `[[targets]]` name it logs in to.
@@ -45,11 +46,13 @@ pub struct Credential {
     pub password: Secret,
     /// Workload source networks allowed to use this credential; empty = any.
     #[serde(default, deserialize_with = "nets")]
+    #[schemars(with = "Vec<String>")]
     pub clients: Vec<IpNet>,
     /// Local uids allowed (jump-host sessions); empty = any.
     #[serde(default)]
     pub uids: Vec<u32>,
     /// SHA-256 of a token the workload must present as its password.
+    #[schemars(with = "Option<String>")]
     pub token_sha256: Option<TokenHash>,
 }
 
@@ -61,7 +64,7 @@ impl Credential {
 }
 
 /// A string that never prints.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// approver = ["sluice-approvers"]
 /// auditor = ["sluice-auditors"]
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer URL, exactly as the provider writes it in `iss`. Discovery
@@ -56,7 +56,7 @@ pub struct OidcConfig {
 }
 
 /// Group names granting each role. A user with any listed group has the role.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleMap {
     /// Groups granting [`Role::Admin`](crate::Role::Admin).

@@ -42,7 +42,19 @@ use sqlparser::{
 use crate::dialect::Dialect;
 
 /// What kind of statement, for rules that allow or refuse whole classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// Reads data: SELECT, VALUES, COPY … TO, FETCH, SHOW, EXPLAIN.

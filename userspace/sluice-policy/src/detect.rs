@@ -74,7 +74,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 
 /// Which optional detectors are on. PAN and track data are always on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorSet {
     /// 3-4 digit values in columns named like a card verification value

@@ -40,7 +40,8 @@ use std::{
 };
 
 use regex::RegexSet;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     analyze::{self, Class, Facts, Source, TableName},
@@ -51,7 +52,9 @@ use crate::{
 };
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Let the statement through.
@@ -74,7 +77,7 @@ impl Action {
 }
 
 /// What to do with a sensitive column that is computed into an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Laundering {
     /// Redact the whole output column.
@@ -86,7 +89,7 @@ pub enum Laundering {
 }
 
 /// `[policy]`: statement rules.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// What a statement no rule matches gets: `deny` (the default) or
@@ -105,7 +108,7 @@ pub struct PolicyConfig {
 /// of these identities on these targets. The row after the last allowed
 /// one ends the session with SQLSTATE 54000: rows cannot be held back
 /// without lying to the client about how many there were.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowLimit {
     /// Identities (globs); empty: everyone.
@@ -130,18 +133,20 @@ impl Default for PolicyConfig {
 }
 
 /// `[[policy.rules]]`: one rule.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleConfig {
     /// Its name, recorded with every decision it makes.
     pub name: String,
-    /// What it does.
+    /// What it does when it matches: `allow`, `approve` (hold the
+    /// statement until approvers decide) or `deny`. Required.
+    #[schemars(extend("x-sluice-required" = true))]
     pub action: Option<Action>,
     /// Identities it applies to: names (globs with `*`: `ci-*`,
     /// `host:10.0.1.*`, `uid:1000`) or `group:<name>`; empty: every
     /// identity but `unknown`.
     pub identities: Vec<String>,
-    /// Targets it applies to; empty: all.
+    /// `[[targets]]` names it applies to; empty: every target.
     pub targets: Vec<String>,
     /// Database users it applies to (globs with `*`): the user the session
     /// logged in as, or changed to with MySQL's `COM_CHANGE_USER`; empty:
@@ -156,7 +161,8 @@ pub struct RuleConfig {
     pub tables: Vec<String>,
     /// Columns: `table.column` or `column`, globs with `*`.
     pub columns: Vec<String>,
-    /// Functions, by name.
+    /// Functions the statement calls, by name without schema, globs with
+    /// `*`: `["pg_read_file", "lo_*"]`.
     pub functions: Vec<String>,
     /// Matches DELETE and UPDATE without a WHERE clause.
     pub without_where: bool,
@@ -172,7 +178,7 @@ pub struct RuleConfig {
 }
 
 /// `[[masking.columns]]`: one sensitive column.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SensitiveColumn {
     /// Only on this target (default: every target).
@@ -181,16 +187,16 @@ pub struct SensitiveColumn {
     /// Schema (default: any).
     #[serde(default)]
     pub schema: Option<String>,
-    /// Table.
+    /// Table name, as the database spells it unquoted (lower case).
     pub table: String,
-    /// Column.
+    /// Column name.
     pub column: String,
-    /// How it is shown.
+    /// How its values are shown to identities not in `masking.unmasked`.
     pub format: MaskFormat,
 }
 
 /// `[masking]`: sensitive columns and content detectors.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaskingConfig {
     /// Declared sensitive columns.
@@ -208,7 +214,9 @@ pub struct MaskingConfig {
     /// A sensitive column stored by CTAS, SELECT INTO, INSERT … SELECT,
     /// UPDATE … SET or a view: `deny` (default), `approve` or `allow`.
     pub stored: Action,
-    /// Key file for `token` masking (32 random bytes or more).
+    /// Key file for `format = "token"`: 32 random bytes or more, readable
+    /// by its owner only (`head -c 32 /dev/urandom > file; chmod 600
+    /// file`). Keep it: a new key gives new tokens.
     pub token_key_file: Option<std::path::PathBuf>,
     /// Content detectors run on every value leaving the database.
     pub detectors: DetectorSet,

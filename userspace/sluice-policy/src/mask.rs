@@ -17,14 +17,30 @@
 use ring::hmac;
 
 /// How a sensitive column is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MaskFormat {
-    /// First six and last four digits at most.
+    /// PCI display form: at most the first six and last four digits of a
+    /// card number (`411111******1111`); shorter values keep at most their
+    /// last four characters.
     Pci,
-    /// A keyed token (HMAC-SHA-256).
+    /// `tok_` and 24 hex digits of HMAC-SHA-256 under
+    /// `masking.token_key_file`: equal values give equal tokens, so joins
+    /// and GROUP BY still work.
     Token,
-    /// Replaced entirely.
+    /// Replaced entirely by `****`.
     Redact,
 }
 
