@@ -29,7 +29,12 @@
 //! are encoded in their place, in order, in the same write.
 //!
 //! With a session log (the audit store), every decision is recorded as it
-//! is made and a batch leaves only once its events are durable; the
+//! is made and a batch leaves only once its events are durable — unless
+//! everything decided in it changes nothing (reads the policy calls
+//! `reads_only`, and refusals, which reach the database as poison): such a
+//! batch leaves at once and the database → client task waits for the
+//! record before it writes a byte of the answer. Either way nothing reaches
+//! the client, and nothing changes in the database, that is not on disk. The
 //! database → client loop's observer records each command's outcome
 //! (`record.rs`). If the store cannot write, nothing of the batch is sent
 //! and the session ends with the reason (fail closed).
@@ -37,7 +42,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -92,6 +97,10 @@ struct Shared {
     ended_by: Mutex<Option<&'static str>>,
     /// Counters shared by every session.
     metrics: Arc<crate::Metrics>,
+    /// Batches sent before their record was durable (see the module doc):
+    /// the database → client task waits for the record before it writes
+    /// any answer once this moves.
+    early: AtomicU64,
 }
 
 impl Shared {
@@ -139,6 +148,7 @@ pub(crate) async fn run(
         execs: Execs::default(),
         ended_by: Mutex::new(None),
         metrics: Arc::clone(&config.metrics),
+        early: AtomicU64::new(0),
     });
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
@@ -155,6 +165,7 @@ pub(crate) async fn run(
         copy_run: false,
         log,
         unsynced: false,
+        must_wait: false,
         execs: Vec::new(),
         portals: HashMap::new(),
         canceled,
@@ -171,7 +182,7 @@ pub(crate) async fn run(
     let (up, (bytes_down, down)) = match rewriter {
         None => tokio::join!(
             up,
-            backend(ur, cw, ubuf, reader, &shared, Forward, observer)
+            backend(ur, cw, ubuf, reader, &shared, Forward, observer, log)
         ),
         Some(rewriter) => {
             let rewriting = Rewriting {
@@ -180,7 +191,7 @@ pub(crate) async fn run(
             };
             tokio::join!(
                 up,
-                backend(ur, cw, ubuf, reader, &shared, rewriting, observer)
+                backend(ur, cw, ubuf, reader, &shared, rewriting, observer, log)
             )
         }
     };
@@ -229,6 +240,9 @@ struct Frontend<'a> {
     log: Option<&'a SessionLog>,
     /// Events were recorded since the last durability wait.
     unsynced: bool,
+    /// One of them was not a reads-only statement or a refusal: the batch
+    /// waits for them before it leaves.
+    must_wait: bool,
     /// Executions of the messages in `out` (recording only).
     execs: Vec<Exec>,
     /// The statement event (Bind) behind each portal, for its Executes.
@@ -311,8 +325,14 @@ impl Frontend<'_> {
             && let Some(log) = self.log
         {
             self.unsynced = false;
-            if let Err(e) = log.durable().await {
-                return Err(self.store_failed(uw, e).await);
+            if std::mem::take(&mut self.must_wait) {
+                if let Err(e) = log.durable().await {
+                    return Err(self.store_failed(uw, e).await);
+                }
+            } else {
+                // Changes nothing: it runs while its record is written;
+                // the answer waits for it (in `backend`).
+                self.shared.early.fetch_add(1, Ordering::Release);
             }
         }
         self.counts.bytes += out.len() as u64;
@@ -571,6 +591,7 @@ impl Frontend<'_> {
         );
         if let Some(log) = self.log {
             self.unsynced = true;
+            self.must_wait = true;
             log.record(&record::approval(held.seq, &held.id, &settled, waited));
         }
         let m = &self.shared.metrics;
@@ -667,6 +688,12 @@ impl Frontend<'_> {
         }
         let seq = self.log.map(|log| {
             self.unsynced = true;
+            let changes_nothing = match &d {
+                Decision::Allow => self.policy.reads_only(),
+                Decision::Deny { .. } => true,
+                Decision::Hold(_) => false,
+            };
+            self.must_wait |= !changes_nothing;
             log.record(&record::statement(record_as, text, params, formats, &d))
         });
         (d, seq)
@@ -1107,8 +1134,11 @@ async fn backend<D: Downstream>(
     shared: &Shared,
     mut down: D,
     mut observer: Option<Observer<'_>>,
+    log: Option<&SessionLog>,
 ) -> (u64, Result<(), PgError>) {
     let mut sent = 0u64;
+    // The last of `shared.early`'s batches whose record is known durable.
+    let mut durable_early = 0u64;
     let mut out = BytesMut::new();
     let result = loop {
         let fatal = shared
@@ -1119,7 +1149,9 @@ async fn backend<D: Downstream>(
         if let Some(msg) = fatal {
             let mut out = BytesMut::new();
             msg.encode(&mut out);
-            if !D::INSPECTS {
+            // What the database already said, unless it may answer a batch
+            // whose record is not known durable.
+            if !D::INSPECTS && shared.early.load(Ordering::Acquire) == durable_early {
                 let _ = cw.write_all(&buf).await; // what the database already said
             }
             let _ = send(&mut cw, &out, "client").await;
@@ -1139,6 +1171,17 @@ async fn backend<D: Downstream>(
             &out[..]
         };
         if !chunk.is_empty() {
+            // An answer to a batch sent before its record was durable
+            // leaves only once the record is.
+            let early = shared.early.load(Ordering::Acquire);
+            if early != durable_early
+                && let Some(log) = log
+            {
+                if let Err(e) = log.durable().await {
+                    break Err(store_failed_late(&mut cw, shared, e).await);
+                }
+                durable_early = early;
+            }
             sent += chunk.len() as u64;
             if let Err(source) = cw.write_all(chunk).await {
                 break Err(PgError::Io {
@@ -1231,6 +1274,32 @@ async fn backend<D: Downstream>(
     let _ = cw.shutdown().await;
     shared.ended.notify_one();
     (sent, result)
+}
+
+/// The record of a batch already sent could not be made durable: its
+/// answer never reaches the client, who is told why, and the session ends
+/// (fail closed).
+async fn store_failed_late(
+    cw: &mut WriteHalf,
+    shared: &Shared,
+    e: sluice_store::StoreError,
+) -> PgError {
+    tracing::error!(error = %e, "answer withheld: the audit store could not record its statement");
+    shared.ended_by("audit store failure");
+    let mut msg = BytesMut::new();
+    BackendMessage::ErrorResponse(vec![
+        (b'S', "FATAL".into()),
+        (b'V', "FATAL".into()),
+        (b'C', "58030".into()),
+        (
+            b'M',
+            "sluice: the audit store could not record this statement, so its answer was withheld; closing the session".into(),
+        ),
+        (b'D', e.to_string()),
+    ])
+    .encode(&mut msg);
+    let _ = send(cw, &msg, "client").await;
+    PgError::Refused(format!("audit store failure: {e}"))
 }
 
 fn has_fatal(shared: &Shared) -> bool {
@@ -1333,6 +1402,7 @@ mod tests {
             execs: Execs::default(),
             ended_by: Mutex::new(None),
             metrics: Arc::default(),
+            early: AtomicU64::new(0),
         }
     }
 
