@@ -511,33 +511,42 @@ fn ebpf_toolchain(ctx: &Context) -> Result<()> {
         .trim()
         .to_owned();
     let thing = format!("rust {toolchain} toolchain with rust-src (builds the eBPF programs)");
-    let installed = capture(ctx.command("rustup").args([
+    // `component list` fails when the toolchain is not installed at all.
+    let components = capture(ctx.command("rustup").args([
         "component",
         "list",
         "--toolchain",
         &toolchain,
         "--installed",
     ]))
-    .is_some_and(|out| {
-        out.status.success()
-            && String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.trim() == "rust-src")
-    });
-    if installed {
-        present(&thing);
-    } else {
-        doing(&thing, "installing");
-        context::run(ctx.command("rustup").args([
-            "toolchain",
-            "install",
-            &toolchain,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
-        ok(&thing);
+    .filter(|out| out.status.success())
+    .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    match components {
+        Some(list) if list.lines().any(|l| l.trim() == "rust-src") => present(&thing),
+        Some(_) => {
+            doing(&thing, "adding rust-src");
+            context::run(ctx.command("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                &toolchain,
+            ]))?;
+            ok(&thing);
+        }
+        None => {
+            doing(&thing, "installing");
+            context::run(ctx.command("rustup").args([
+                "toolchain",
+                "install",
+                &toolchain,
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))?;
+            ok(&thing);
+        }
     }
     // The bitcode rustc writes must be readable by bpf-linker's LLVM.
     let llvm = first_line_matching(
