@@ -41,8 +41,9 @@ enum Task {
     /// bpf-linker, clang, bpftool, iproute2, iptables, nftables, PostgreSQL 15,
     /// pgbouncer, psycopg2, tcpdump, ...), then stops any host PostgreSQL
     /// cluster the package started and sets it to manual start (the lab runs
-    /// its own servers inside network namespaces). It adds the nightly
-    /// toolchain with rust-src through rustup, installs bpf-linker and
+    /// its own servers inside network namespaces). It adds the Rust release
+    /// pinned in ebpf/toolchain.txt with rust-src through rustup (it builds
+    /// the eBPF programs) and checks its LLVM is bpf-linker's, installs bpf-linker and
     /// cargo-nextest into ~/.cargo/bin with `cargo install`, and creates the
     /// lab's Python venv at /var/lib/sluice-lab/venv with psycopg 3 from PyPI
     /// (python3-venv). Finally it checks
@@ -78,9 +79,15 @@ enum Task {
     /// Run the end-to-end demo in the lab (delegates to `sluice-lab demo`).
     ///
     /// Runs `setup` first, builds `sluice` and `sluice-lab` (debug), then runs
-    /// `sluice-lab demo`, which brings the lab up (network namespaces, servers,
-    /// sluice's eBPF programs), shows sluice intercepting database traffic, and
-    /// tears the lab down again unless `--keep` is given. Needs root.
+    /// `sluice-lab demo`, which brings a lab up (two agent hosts, a gateway
+    /// running sluice and an OpenID provider, a database host with
+    /// PostgreSQL 15 and MariaDB 10.11), and tells the story with unmodified
+    /// agents (a Python script, psql, mysql): masked card numbers, a refused
+    /// DELETE, a migration approved through the admin API, failed bypasses,
+    /// failing closed on a crash, and the audit record exported, verified and
+    /// replayed. Every claim is checked; it exits non-zero if one fails. The
+    /// lab is torn down again unless `--keep` is given (`cargo xtask lab down`
+    /// removes it then). Needs root.
     Demo(lab::DemoArgs),
 
     /// Run a benchmark suite (delegates to `sluice-lab bench`).
