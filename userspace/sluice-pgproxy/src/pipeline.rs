@@ -182,7 +182,7 @@ pub(crate) async fn run(
     let (up, (bytes_down, down)) = match rewriter {
         None => tokio::join!(
             up,
-            backend(ur, cw, ubuf, reader, &shared, Forward, observer, log)
+            backend(ur, cw, ubuf, reader, &shared, Forward, observer)
         ),
         Some(rewriter) => {
             let rewriting = Rewriting {
@@ -191,7 +191,7 @@ pub(crate) async fn run(
             };
             tokio::join!(
                 up,
-                backend(ur, cw, ubuf, reader, &shared, rewriting, observer, log)
+                backend(ur, cw, ubuf, reader, &shared, rewriting, observer)
             )
         }
     };
@@ -1134,8 +1134,8 @@ async fn backend<D: Downstream>(
     shared: &Shared,
     mut down: D,
     mut observer: Option<Observer<'_>>,
-    log: Option<&SessionLog>,
 ) -> (u64, Result<(), PgError>) {
+    let log = observer.as_ref().map(Observer::log);
     let mut sent = 0u64;
     // The last of `shared.early`'s batches whose record is known durable.
     let mut durable_early = 0u64;

@@ -137,6 +137,11 @@ pub(crate) struct Observer<'a> {
 }
 
 impl<'a> Observer<'a> {
+    /// The session's record this observer writes to.
+    pub(crate) fn log(&self) -> &'a SessionLog {
+        self.log
+    }
+
     pub(crate) fn new(log: &'a SessionLog, execs: &'a Execs) -> Observer<'a> {
         Observer {
             log,
