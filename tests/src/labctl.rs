@@ -52,10 +52,17 @@ pub fn keep(r: GatewayRun) -> anyhow::Result<()> {
 /// Leave the demo's lab running (`cargo xtask demo --keep`), as [`keep`]
 /// does for the plain lab: `down` stops sluice and removes every namespace
 /// (and the processes in them: the databases, the OpenID provider).
-pub fn keep_demo(d: crate::demo::DemoLab) -> anyhow::Result<()> {
+/// Fails if a lab from `lab up` or `demo --keep` is still up: there is
+/// one state file, so only one kept lab at a time.
+pub fn refuse_if_up() -> anyhow::Result<()> {
     if state_file().exists() {
-        bail!("a lab is already up (`cargo xtask lab down` removes it); this one is left as it is");
+        bail!("a lab is already up (`cargo xtask lab down` removes it); run this again after that");
     }
+    Ok(())
+}
+
+pub fn keep_demo(d: crate::demo::DemoLab) -> anyhow::Result<()> {
+    refuse_if_up()?;
     fs::create_dir_all(state_file().parent().unwrap())?;
     let mut state = format!(
         "gw={}\nconfig={}\nlog={}\nscratch={}\n",

@@ -23,6 +23,10 @@ use lab::{API, PANS};
 use narrator::Narrator;
 
 pub fn run(keep: bool) -> anyhow::Result<()> {
+    if keep {
+        // Checked before anything is built: the state file names one lab.
+        crate::labctl::refuse_if_up()?;
+    }
     let mut n = Narrator::new(if keep { 8 } else { 9 });
     n.title(
         "sluice demo: unmodified agents, cardholder data, and a gateway that keeps them honest",
@@ -38,9 +42,19 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
          Both databases hold a `cards` table of Luhn-valid test card numbers.",
         d.agent_a.ip, d.agent_b.ip, d.lab.gw_agent_ip, d.lab.gw_db_ip, d.lab.db_ip
     ));
+    let cards_pg = d.pg.sql("SELECT count(*) FROM cards");
+    let cards_my = d.mariadb.sql(&format!(
+        "SELECT count(*) FROM {}.cards",
+        crate::mariadb::DATABASE
+    ));
     n.check(
-        "lab built: PostgreSQL, MariaDB and the OpenID provider are up",
-        true,
+        &format!(
+            "lab built: PostgreSQL ({cards_pg} cards) and MariaDB ({cards_my} cards) answer, the OpenID provider is up at {}",
+            d.provider.issuer()
+        ),
+        [&cards_pg, &cards_my]
+            .iter()
+            .all(|c| c.parse::<u32>().is_ok_and(|n| n > 0)),
     );
 
     attach(&mut n, &d);
@@ -52,10 +66,10 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let figures = auditor(&mut n, &d);
 
     if keep {
+        n.summary(&figures);
         println!();
         d.print_howto();
         crate::labctl::keep_demo(d)?;
-        n.summary(&figures);
         return verdict(&n);
     }
 

@@ -136,7 +136,8 @@ impl Default for PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleConfig {
-    /// Its name, recorded with every decision it makes.
+    /// Its name, recorded with each refusal or hold it decides (allowed
+    /// statements' records name no rule).
     pub name: String,
     /// What it does when it matches: `allow`, `approve` (hold the
     /// statement until approvers decide) or `deny`. Required.

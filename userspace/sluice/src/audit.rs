@@ -594,7 +594,7 @@ fn stats(reader: &Reader) -> anyhow::Result<ExitCode> {
     }
     println!("store        {}", reader.path().display());
     println!(
-        "sessions     {} ({} open or interrupted)",
+        "sessions     {} ({} still open)",
         sessions.len(),
         open.len()
     );

@@ -193,6 +193,12 @@ fn new_token() -> std::io::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command's output piped into `head` ends quietly, as other CLI
+        // tools do; the daemon keeps SIGPIPE ignored (a closed client
+        // socket is an error to handle, not a reason to die).
+        default_sigpipe();
+    }
     match cli.command {
         Command::Run { config, log_format } => {
             init_tracing(log_format);
@@ -369,6 +375,16 @@ pub(crate) fn private_files() {
     // memory effects and cannot fail.
     unsafe {
         libc::umask(0o077);
+    }
+}
+
+/// SIGPIPE back to its default action (Rust ignores it before `main`).
+fn default_sigpipe() {
+    #[allow(unsafe_code)]
+    // SAFETY: signal() with SIG_DFL installs no handler code; it only resets
+    // the disposition, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
