@@ -776,7 +776,7 @@ pub(crate) fn json_str(s: &str) -> String {
 
 /// Every transaction time (µs) in a run's pgbench logs: one file per
 /// worker thread, `client tx_no time script epoch us`; failed ones skipped.
-fn read_tx_log(dir: &Path) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn read_tx_log(dir: &Path) -> anyhow::Result<Vec<u32>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let text = fs::read_to_string(entry?.path())?;
@@ -792,7 +792,7 @@ fn read_tx_log(dir: &Path) -> anyhow::Result<Vec<u32>> {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -855,16 +855,16 @@ pub(crate) fn command_line(argv: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-const PGBOUNCER_PORT: u16 = 6432;
+pub(crate) const PGBOUNCER_PORT: u16 = 6432;
 
 /// Debian's pgbouncer on the gateway, session pooling, no inspection: the
 /// well-known peer the relay is measured against. Stopped on drop.
-struct Pgbouncer {
+pub(crate) struct Pgbouncer {
     child: std::process::Child,
 }
 
 impl Pgbouncer {
-    fn start(r: &scenario::GatewayRun, upstream: &str) -> anyhow::Result<Pgbouncer> {
+    pub(crate) fn start(r: &scenario::GatewayRun, upstream: &str) -> anyhow::Result<Pgbouncer> {
         let dir = r.scratch.0.join("pgbouncer");
         fs::create_dir_all(&dir)?;
         fs::write(

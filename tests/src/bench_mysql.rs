@@ -1,8 +1,8 @@
 //! `cargo xtask bench mysql`: sysbench OLTP against MariaDB 10.11 through
 //! sluice's MySQL engine with everything a deployment turns on — policy,
 //! masking, the durable audit store — and directly, side by side in one run
-//! on one lab; writes `bench/results/mysql.{json,md}` (`--quick`:
-//! `mysql-quick.*`).
+//! on one lab; writes `bench/results/mysql.{json,md}` (a `--quick` run says
+//! so in both) and a chart, and rebuilds `bench/REPORT.md`.
 //!
 //! Both routes cross the same gateway namespace: "direct" dials a second,
 //! unprotected address of the database host (plain forwarding, sluice never
@@ -26,7 +26,7 @@
 use std::{
     fmt::Write as _,
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -35,6 +35,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     bench::{command_line, json_str, loadavg, log_field, ratio},
+    bench_report::{self, BarChart, Headline, Series},
     mariadb,
     scenario::{self, MysqlRun},
 };
@@ -192,8 +193,7 @@ pub struct Options {
     pub clients: Vec<u32>,
     /// Runs per point (the median is reported).
     pub runs: usize,
-    /// One run per point at [`TARGET_CLIENTS`]; results go to
-    /// `mysql-quick.*`.
+    /// One run per point at [`TARGET_CLIENTS`] (recorded in the results).
     pub quick: bool,
     /// Then every workload at [`TARGET_CLIENTS`] again, direct against
     /// sluice with the audit store off (the daemon restarted).
@@ -1282,14 +1282,79 @@ fn report(
     let json = json(
         meta, points, breakdown, profiles, ratio_8, &sysbench, &commit,
     );
+    writeln!(md, "\n## Chart\n\n{}", chart(points)?)?;
     println!("\n{md}");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let name = if opts.quick { "mysql-quick" } else { "mysql" };
-    fs::write(dir.join(format!("{name}.json")), json)?;
-    fs::write(dir.join(format!("{name}.md")), md)?;
-    println!("written to bench/results/{name}.json and {name}.md");
-    Ok(())
+    let data: serde_json::Value =
+        serde_json::from_str(&json).context("the MySQL suite's own JSON does not parse")?;
+    bench_report::write_suite("mysql", data, &md, &headlines(points, ratio_8))
+}
+
+/// TPS per workload and client count, direct beside sluice full.
+fn chart(points: &[Point]) -> anyhow::Result<String> {
+    let mut cases: Vec<Case> = Vec::new();
+    for p in points {
+        if !cases.contains(&p.case) {
+            cases.push(p.case);
+        }
+    }
+    let tps = |case: Case, route| find(points, case, route).map_or(0.0, |p| p.median().tps);
+    BarChart {
+        file: "mysql.png".into(),
+        title: "sysbench against MariaDB 10.11: direct and sluice full, TPS".into(),
+        y_label: "transactions / s".into(),
+        groups: cases
+            .iter()
+            .map(|c| format!("{}, {} cl.", c.workload.short(), c.clients))
+            .collect(),
+        series: [Route::Direct, Route::Sluice]
+            .into_iter()
+            .map(|route| Series {
+                name: if route == Route::Direct {
+                    "direct"
+                } else {
+                    "sluice full"
+                }
+                .into(),
+                values: cases.iter().map(|&c| tps(c, route)).collect(),
+            })
+            .collect(),
+    }
+    .draw()
+}
+
+/// The report's headlines: issue 7's target and each other workload's
+/// ratio at [`TARGET_CLIENTS`].
+fn headlines(points: &[Point], ratio_8: Option<f64>) -> Vec<Headline> {
+    let mut out = Vec::new();
+    if let Some(r) = ratio_8 {
+        out.push(Headline::judged(
+            format!(
+                "sluice full / direct, sysbench oltp_read_only (prepared), {TARGET_CLIENTS} clients"
+            ),
+            format!("{r:.2}×"),
+            "≥ 0.85× (issue 7)",
+            r >= 0.85,
+        ));
+    }
+    for workload in [Workload::PointSelect, Workload::ReadOnlyText] {
+        let case = Case {
+            workload,
+            clients: TARGET_CLIENTS,
+        };
+        if let (Some(s), Some(d)) = (
+            find(points, case, Route::Sluice),
+            find(points, case, Route::Direct),
+        ) {
+            out.push(Headline::info(
+                format!(
+                    "sluice full / direct, sysbench {}, {TARGET_CLIENTS} clients",
+                    workload.short()
+                ),
+                format!("{:.2}×", ratio(s.median().tps, d.median().tps)),
+            ));
+        }
+    }
+    out
 }
 
 /// What the breakdown and the profile say about the target's point, in

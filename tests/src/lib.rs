@@ -18,7 +18,14 @@
 #![allow(missing_docs)]
 
 pub mod bench;
+pub mod bench_all;
+pub mod bench_connect;
+pub mod bench_large;
+pub mod bench_micro;
 pub mod bench_mysql;
+pub mod bench_pgbench;
+pub mod bench_report;
+pub mod bench_scale;
 pub mod bench_store;
 pub mod daemon;
 pub mod demo;

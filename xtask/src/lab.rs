@@ -50,9 +50,9 @@ pub struct DemoArgs {
 /// Arguments for `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// The benchmark suite to run (`sluice-lab bench --help` lists them).
-    suite: String,
-    /// Passed to `sluice-lab bench <SUITE>` as they are.
+    /// A suite and its options, passed to `sluice-lab bench` as they are;
+    /// none runs every suite (`--quick` for a short run). `cargo xtask bench
+    /// --help` shows only this; `cargo xtask bench help` lists the suites.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
@@ -84,9 +84,7 @@ pub fn demo(ctx: &Context, args: &DemoArgs) -> Result<()> {
 pub fn bench(ctx: &Context, args: &BenchArgs) -> Result<()> {
     let bin = build(ctx, Profile::Release)?;
     Err(context::exec(
-        lab_command(ctx, bin)
-            .args(["bench", &args.suite])
-            .args(&args.args),
+        lab_command(ctx, bin).arg("bench").args(&args.args),
     ))
 }
 

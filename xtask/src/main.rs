@@ -90,11 +90,17 @@ enum Task {
     /// removes it then). Needs root.
     Demo(lab::DemoArgs),
 
-    /// Run a benchmark suite (delegates to `sluice-lab bench`).
+    /// Run the benchmarks and write bench/REPORT.md (delegates to
+    /// `sluice-lab bench`).
     ///
     /// Builds `sluice` and `sluice-lab` in release mode and runs
-    /// `sluice-lab bench <SUITE> [ARGS...]`. Benchmarks use the lab's network
-    /// namespaces and servers on this machine only. Needs root.
+    /// `sluice-lab bench [SUITE] [ARGS...]`. With no suite, every suite of
+    /// the report runs in one go (pgbench, large, connect, mysql, micro,
+    /// scale: about 20 minutes; `--quick` about 3) and bench/REPORT.md is
+    /// rebuilt with its charts. `cargo xtask bench help` lists the suites,
+    /// `cargo xtask bench <SUITE> --help` their options. Benchmarks use the
+    /// lab's network namespaces and servers on this machine only. Needs
+    /// root.
     Bench(lab::BenchArgs),
 
     /// Build the release artifacts: a tarball and a Debian package.

@@ -39,6 +39,8 @@ const APT_PACKAGES: &[&str] = &[
     "mariadb-server",
     "mariadb-client",
     "sysbench",
+    // The font the benchmark report's charts (plotters) are drawn with.
+    "fonts-dejavu-core",
     // mysqlclient (PyPI) is a C extension built from source against
     // libmariadb (found through pkg-config `mariadb`); see `python_mysql`.
     "libmariadb-dev",

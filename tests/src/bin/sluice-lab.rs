@@ -23,10 +23,19 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Run a benchmark suite.
+    /// Run the benchmarks: every suite of the report in one go (about 20
+    /// minutes; `--quick` about 3), or one suite. Each writes
+    /// bench/results/<suite>.{json,md} and its charts under bench/charts/,
+    /// then bench/REPORT.md is rebuilt from every suite's results.
     Bench {
+        /// One suite; without it, all of pgbench, large, connect, mysql,
+        /// micro and scale, in that order.
         #[command(subcommand)]
-        suite: BenchSuite,
+        suite: Option<BenchSuite>,
+        /// With no suite: run every suite quickly (fewer points, one run
+        /// each, shorter runs).
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -42,6 +51,57 @@ enum LabAction {
 
 #[derive(Subcommand)]
 enum BenchSuite {
+    /// pgbench -S and -N, simple and prepared protocol, at 1, 4, 16 and 64
+    /// clients, through four routes side by side: direct, pgbouncer
+    /// (session mode), sluice relay only (a `protocol = "tcp"` target) and
+    /// sluice full (policy, masking, content detectors, durable audit).
+    /// TPS and p50/p99 latency, the median of 3 runs per point.
+    Pgbench {
+        /// Seconds per run [default: 3; 2 with --quick].
+        #[arg(long)]
+        duration: Option<u32>,
+        /// Client counts [default: 1,4,16,64; 4,16 with --quick].
+        #[arg(long, value_delimiter = ',')]
+        clients: Option<Vec<u32>>,
+        /// Runs per point, the median reported [default: 3; 1 with --quick].
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Fewer points, one run each.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// A 1,000,000-row result holding PAN columns, directly and through
+    /// sluice full (masking and detectors on every value): wall time and
+    /// sluice's peak RSS.
+    Large {
+        /// 200,000 rows, one run.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// New connections per second through the eBPF redirect, through
+    /// nftables TPROXY into the same sluice, and direct.
+    Connect {
+        /// Shorter runs, one each.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// criterion micro-benchmarks: wire codecs, policy decisions (cached
+    /// and cold), content scanning in GB/s, store appends.
+    Micro {
+        /// criterion's shortest useful warm-up and measurement times.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// 5,000 concurrent idle connections through sluice: RSS per
+    /// connection, then the latency of 1,000 statements while they are all
+    /// open.
+    Scale {
+        /// 1,000 idle connections.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Rebuild bench/REPORT.md from the results on disk, running nothing.
+    Report,
     /// pgbench select-only through sluice (statement policy active),
     /// directly, and through pgbouncer (session mode) on the same gateway:
     /// TPS and p50/p99 latency at 1/8/32 clients, `-M prepared` and
@@ -90,8 +150,8 @@ enum BenchSuite {
         /// Runs per point, the median reported [default: 3; 1 with --quick].
         #[arg(long)]
         runs: Option<usize>,
-        /// A quick look: one run per point, 8 clients only; writes
-        /// bench/results/mysql-quick.{json,md}.
+        /// A quick look: one run per point, 8 clients only (the results
+        /// say so).
         #[arg(long)]
         quick: bool,
         /// Then each workload at 8 clients again with sluice's audit store
@@ -119,27 +179,63 @@ fn main() -> anyhow::Result<()> {
             action: LabAction::Status,
         } => sluice_lab::labctl::status(),
         Command::Demo { keep } => sluice_lab::demo::run(keep),
+        Command::Bench { suite: None, quick } => sluice_lab::bench_all::run(quick),
         Command::Bench {
             suite:
-                BenchSuite::Relay {
+                Some(BenchSuite::Pgbench {
+                    duration,
+                    clients,
+                    runs,
+                    quick,
+                }),
+            ..
+        } => sluice_lab::bench_pgbench::run(&sluice_lab::bench_pgbench::Options::new(
+            quick, duration, clients, runs,
+        )),
+        Command::Bench {
+            suite: Some(BenchSuite::Large { quick }),
+            ..
+        } => sluice_lab::bench_large::run(quick),
+        Command::Bench {
+            suite: Some(BenchSuite::Connect { quick }),
+            ..
+        } => sluice_lab::bench_connect::run(quick),
+        Command::Bench {
+            suite: Some(BenchSuite::Micro { quick }),
+            ..
+        } => sluice_lab::bench_micro::run(quick),
+        Command::Bench {
+            suite: Some(BenchSuite::Scale { quick }),
+            ..
+        } => sluice_lab::bench_scale::run(quick),
+        Command::Bench {
+            suite: Some(BenchSuite::Report),
+            ..
+        } => sluice_lab::bench_report::assemble(),
+        Command::Bench {
+            suite:
+                Some(BenchSuite::Relay {
                     duration,
                     clients,
                     audit,
-                },
+                }),
+            ..
         } => sluice_lab::bench::relay(duration, &clients, audit),
         Command::Bench {
-            suite: BenchSuite::Store { duration, sessions },
+            suite: Some(BenchSuite::Store { duration, sessions }),
+            ..
         } => sluice_lab::bench_store::store(duration, &sessions),
         Command::Bench {
             suite:
-                BenchSuite::Mysql {
+                Some(BenchSuite::Mysql {
                     duration,
                     clients,
                     runs,
                     quick,
                     breakdown,
                     perf,
-                },
+                }),
+            ..
         } => sluice_lab::bench_mysql::mysql(&sluice_lab::bench_mysql::Options {
             duration: duration.unwrap_or(if quick { 3 } else { 5 }).max(1),
             clients: clients.unwrap_or_else(|| if quick { vec![8] } else { vec![1, 4, 8] }),
