@@ -378,7 +378,14 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let total = plan.runs * 2;
     let mut runs = Vec::new();
     for i in 0..plan.runs {
-        for route in [Route::Direct, Route::Sluice] {
+        // Alternate which route goes first, so neither always follows the
+        // other's read.
+        let order = if i % 2 == 0 {
+            [Route::Direct, Route::Sluice]
+        } else {
+            [Route::Sluice, Route::Direct]
+        };
+        for route in order {
             eprint!(
                 "  [{}/{total}] {:<11} run {}, {} rows … ",
                 runs.len() + 1,
@@ -956,8 +963,8 @@ fn report(rep: &Report<'_>) -> anyhow::Result<()> {
     writeln!(md, "# Large result: {label} rows with PANs\n")?;
     writeln!(
         md,
-        "Command: `sluice-lab bench large{}` ({} rows, {} timed read{} per route, the median reported; \
-         this run took {:.0} s). The agent host runs unmodified psql, `psql -X -At -o /dev/null -c \"{QUERY}\"`, \
+        "Command: `sluice-lab bench large{}` ({} rows, {} timed read{} per route, alternating which goes \
+         first, the median reported; this run took {:.0} s). The agent host runs unmodified psql, `psql -X -At -o /dev/null -c \"{QUERY}\"`, \
          which reads the whole result (libpq buffers it in the client before printing; the same on both routes). \
          Wall time is the whole psql invocation: connect, authenticate (SCRAM), query, receive, exit.\n",
         if plan.runs == 1 { " --quick" } else { "" },
