@@ -53,7 +53,7 @@ impl Options {
         runs: Option<usize>,
     ) -> Options {
         Options {
-            duration: duration.unwrap_or(if quick { 2 } else { 3 }).max(1),
+            duration: duration.unwrap_or(2).max(1),
             clients: clients.unwrap_or_else(|| {
                 if quick {
                     vec![4, 16]
@@ -743,7 +743,7 @@ mod tests {
         let d = Options::new(false, None, None, None);
         assert_eq!(
             (d.duration, d.runs, d.clients.as_slice()),
-            (3, 3, &[1, 4, 16, 64][..])
+            (2, 3, &[1, 4, 16, 64][..])
         );
         let q = Options::new(true, None, Some(vec![8]), None);
         assert_eq!((q.duration, q.runs, q.clients.as_slice()), (2, 1, &[8][..]));

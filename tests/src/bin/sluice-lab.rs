@@ -23,7 +23,7 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Run the benchmarks: every suite of the report in one go (about 20
+    /// Run the benchmarks: every suite of the report in one go (about 23
     /// minutes; `--quick` about 3), or one suite. Each writes
     /// bench/results/<suite>.{json,md} and its charts under bench/charts/,
     /// then bench/REPORT.md is rebuilt from every suite's results.
@@ -57,7 +57,7 @@ enum BenchSuite {
     /// sluice full (policy, masking, content detectors, durable audit).
     /// TPS and p50/p99 latency, the median of 3 runs per point.
     Pgbench {
-        /// Seconds per run [default: 3; 2 with --quick].
+        /// Seconds per run [default: 2].
         #[arg(long)]
         duration: Option<u32>,
         /// Client counts [default: 1,4,16,64; 4,16 with --quick].
