@@ -23,12 +23,51 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    raise_file_limit(config.proxy.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config, config_path.to_owned()))
+}
+
+/// Each session holds two sockets: raise the soft open-file limit to the
+/// hard one (the unit sets both high; a shell or a container often leaves
+/// the soft limit at 1024, which would cap sessions near 500), and say so
+/// when even the hard limit is below what `max_connections` needs.
+fn raise_file_limit(max_connections: u32) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: getrlimit/setrlimit read and write the rlimit struct we own;
+    // they have no other memory effects.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) != 0 {
+            return;
+        }
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        lim.rlim_cur < lim.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &raw const want) == 0
+    };
+    let limit = lim.rlim_max;
+    let needed = u64::from(max_connections) * 2 + 64;
+    if raised {
+        tracing::debug!(limit, "open-file limit raised to the hard limit");
+    }
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections,
+            "the open-file limit is below two sockets per allowed session: sessions past it will fail to \
+             open (raise LimitNOFILE, or lower [proxy] max_connections)"
+        );
+    }
 }
 
 async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
