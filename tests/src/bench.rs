@@ -340,15 +340,7 @@ pub fn relay(duration: u32, clients: &[u32], audit: bool) -> anyhow::Result<()> 
             ..scenario::Custom::default()
         }
     });
-    let direct_ip = format!("{}.3", r.lab.db_ip.rsplit_once('.').unwrap().0);
-    r.lab.db.run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{direct_ip}/24"),
-        "dev",
-        "slbenchd",
-    ]);
+    let direct_ip = r.lab.add_db_address(3);
     println!("initialising pgbench (scale 10)…");
     let init = std::process::Command::new("pgbench")
         .args([

@@ -339,21 +339,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     );
 
     // The direct route's unprotected address on the database host.
-    let prefix = r
-        .lab
-        .db_ip
-        .rsplit_once('.')
-        .context("the database address is not IPv4")?
-        .0;
-    let direct_ip = format!("{prefix}.3");
-    r.lab.db.run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{direct_ip}/24"),
-        "dev",
-        &format!("sl{TAG}d"),
-    ]);
+    let direct_ip = r.lab.add_db_address(3);
 
     // The TPROXY route's client: a second agent host whose gateway
     // interface sluice does not list, so no tc program sees its packets.

@@ -249,21 +249,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
     // The unprotected address "direct" dials: plain forwarding through the
     // gateway, not in sluice's targets.
-    let prefix = r
-        .lab
-        .db_ip
-        .rsplit_once('.')
-        .context("the database address is not IPv4")?
-        .0;
-    let direct_ip = format!("{prefix}.3");
-    r.lab.db.run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{direct_ip}/24"),
-        "dev",
-        &format!("sl{TAG}d"),
-    ]);
+    let direct_ip = r.lab.add_db_address(3);
 
     println!("generating {} rows server-side …", plan.rows);
     let t = Instant::now();

@@ -466,15 +466,7 @@ pub fn mysql(opts: &Options) -> anyhow::Result<()> {
     }
     // The direct route: a second address of the database host that no
     // target names, so the gateway only forwards.
-    let direct_ip = format!("{}.3", r.lab.db_ip.rsplit_once('.').unwrap().0);
-    r.lab.db.run(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{direct_ip}/24"),
-        "dev",
-        &format!("sl{TAG}d"),
-    ]);
+    let direct_ip = r.lab.add_db_address(3);
 
     println!("preparing sysbench's tables ({TABLES} × {TABLE_SIZE} rows) as root over the socket…");
     let socket = format!("--mysql-socket={}", r.db.socket().display());

@@ -198,7 +198,7 @@ impl Lab {
     fn start() -> anyhow::Result<Lab> {
         let mut relay_ip = String::new();
         let r = scenario::start_custom(TAG, INDEX, |p| {
-            relay_ip = sibling(&p.lab.db_ip, 4);
+            relay_ip = p.lab.add_db_address(4);
             scenario::Custom {
                 sections: format!(
                     "{FULL_POLICY}\n[[targets]]\nname = \"bench-relay\"\naddress = \"{relay_ip}/32\"\nport = 5432\nprotocol = \"tcp\"\n"
@@ -206,17 +206,7 @@ impl Lab {
                 ..scenario::Custom::default()
             }
         });
-        let direct_ip = sibling(&r.lab.db_ip, 3);
-        for ip in [&direct_ip, &relay_ip] {
-            r.lab.db.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                &format!("sl{TAG}d"),
-            ]);
-        }
+        let direct_ip = r.lab.add_db_address(3);
         println!("initialising pgbench (scale 10, 1M accounts)…");
         let init = std::process::Command::new("pgbench")
             .args(["-q", "-i", "-s", "10", "-h"])
@@ -413,14 +403,6 @@ impl Lab {
         }
         Ok(run)
     }
-}
-
-/// `base` with its last octet replaced.
-fn sibling(base: &str, last: u8) -> String {
-    format!(
-        "{}.{last}",
-        base.rsplit_once('.').map_or(base, |(net, _)| net)
-    )
 }
 
 /// Run the suite.
@@ -736,7 +718,7 @@ fn headlines(measured: &[Measured], points: &[Point]) -> Vec<Headline> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Options, sibling};
+    use super::Options;
 
     #[test]
     fn defaults_and_quick() {
@@ -748,10 +730,5 @@ mod tests {
         let q = Options::new(true, None, Some(vec![8]), None);
         assert_eq!((q.duration, q.runs, q.clients.as_slice()), (2, 1, &[8][..]));
         assert_eq!(Options::new(false, Some(0), None, Some(0)).runs, 1);
-    }
-
-    #[test]
-    fn sibling_addresses() {
-        assert_eq!(sibling("10.9.101.2", 4), "10.9.101.4");
     }
 }

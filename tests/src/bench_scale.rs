@@ -317,21 +317,7 @@ impl Lab {
         text.push_str("listen_addresses = '127.0.0.1'\n");
         fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         r.pg.restart();
-        let prefix = r
-            .lab
-            .db_ip
-            .rsplit_once('.')
-            .ok_or_else(|| anyhow!("database address {} is not IPv4", r.lab.db_ip))?
-            .0;
-        let direct_ip = format!("{prefix}.3");
-        r.lab.db.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{direct_ip}/24"),
-            "dev",
-            &format!("sl{TAG}d"),
-        ]);
+        let direct_ip = r.lab.add_db_address(3);
         // Many sockets from one address each way: a wider ephemeral range
         // than the default 28k, in the lab's namespaces only.
         for ns in [&r.lab.agent, &r.lab.gw] {

@@ -26,6 +26,8 @@ pub struct GatewayLab {
     pub db_ip6: String,
     /// The gateway's agent-facing interface (where tc ingress attaches).
     pub gw_agent_if: String,
+    /// The database host's interface.
+    pub db_if: String,
 }
 
 impl GatewayLab {
@@ -69,6 +71,7 @@ impl GatewayLab {
             gw_db_ip6: format!("fd77:{d}::1"),
             db_ip6: format!("fd77:{d}::2"),
             gw_agent_if,
+            db_if: db_if.clone(),
             agent,
             gw,
             db,
@@ -151,6 +154,17 @@ pub struct AgentHost {
 }
 
 impl GatewayLab {
+    /// Give the database host one more IPv4 address on its link,
+    /// `10.77.{d}.{last}`, and return it: benchmarks dial such an address
+    /// for routes sluice does not protect (or protects as another target).
+    pub fn add_db_address(&self, last: u8) -> String {
+        let net = self.db_ip.rsplit_once('.').map_or("", |(net, _)| net);
+        let ip = format!("{net}.{last}");
+        self.db
+            .run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", &self.db_if]);
+        ip
+    }
+
     /// Wire a second agent host to the gateway on a link of its own:
     /// `10.79.{2n}.2` (gateway `.1`), `fd79:{2n}::2`, where `n` is the lab's
     /// index. sluice protects it once its config lists [`AgentHost::gw_if`]
