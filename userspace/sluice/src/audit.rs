@@ -594,7 +594,7 @@ fn stats(reader: &Reader) -> anyhow::Result<ExitCode> {
     }
     println!("store        {}", reader.path().display());
     println!(
-        "sessions     {} ({} still open)",
+        "sessions     {} ({} with no end recorded: open, or cut off by a crash)",
         sessions.len(),
         open.len()
     );
