@@ -444,7 +444,7 @@ pub fn assemble() -> anyhow::Result<()> {
     writeln!(out, "# sluice benchmarks\n")?;
     writeln!(
         out,
-        "Every figure here comes from `cargo xtask bench` (all suites, about 23 minutes; `--quick` about 3) or \
+        "Every figure here comes from `cargo xtask bench` (all suites, about 15 minutes; `--quick` about 3) or \
          `cargo xtask bench <suite>`, run on the machine named under each suite. They are that machine's \
          numbers: compare routes within a suite's run (they ran back to back on the same load), not with other \
          machines. Each suite's raw data is in `bench/results/<suite>.json`.\n"

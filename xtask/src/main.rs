@@ -96,7 +96,7 @@ enum Task {
     /// Builds `sluice` and `sluice-lab` in release mode and runs
     /// `sluice-lab bench [SUITE] [ARGS...]`. With no suite, every suite of
     /// the report runs in one go (pgbench, large, connect, mysql, micro,
-    /// scale: about 23 minutes; `--quick` about 3) and bench/REPORT.md is
+    /// scale: about 15 minutes; `--quick` about 3) and bench/REPORT.md is
     /// rebuilt with its charts. `cargo xtask bench help` lists the suites,
     /// `cargo xtask bench <SUITE> --help` their options. Benchmarks use the
     /// lab's network namespaces and servers on this machine only. Needs

@@ -23,7 +23,7 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Run the benchmarks: every suite of the report in one go (about 23
+    /// Run the benchmarks: every suite of the report in one go (about 15
     /// minutes; `--quick` about 3), or one suite. Each writes
     /// bench/results/<suite>.{json,md} and its charts under bench/charts/,
     /// then bench/REPORT.md is rebuilt from every suite's results.
