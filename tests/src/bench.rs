@@ -27,6 +27,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub(crate) use crate::bench_report::{command_line, loadavg, ratio};
 use crate::{pki, postgres, scenario};
 
 /// Realistic guard rails, none of which matches pgbench's statements
@@ -799,10 +800,6 @@ pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, n) - 1])
 }
 
-pub(crate) fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
-}
-
 #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
 fn per_tx(decisions: u64, tx: usize) -> f64 {
     if tx == 0 {
@@ -822,29 +819,6 @@ pub(crate) fn log_field(line: &str, key: &str) -> u64 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-pub(crate) fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// First line of a command's output, or "?" if it cannot run.
-pub(crate) fn command_line(argv: &[&str]) -> String {
-    std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 pub(crate) const PGBOUNCER_PORT: u16 = 6432;

@@ -42,6 +42,7 @@ use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 
 use crate::{
+    bench::percentile,
     bench_report::{self, BarChart, Headline, Series, median, ratio, write_suite},
     postgres, python, scenario,
 };
@@ -968,22 +969,6 @@ impl Latency {
     fn to_json(self) -> Value {
         json!({"statements": self.count, "p50_us": self.p50, "p99_us": self.p99, "max_us": self.max, "mean_us": self.mean})
     }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let n = sorted.len();
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "p in 0..=1, n far below 2^52"
-    )]
-    let rank = (p * n as f64).ceil() as usize;
-    f64::from(sorted[rank.clamp(1, n) - 1])
 }
 
 /// The order of [`Round::latency`].
