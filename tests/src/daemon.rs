@@ -105,6 +105,34 @@ impl Daemon {
         self.child.as_ref().expect("daemon not running").id()
     }
 
+    /// Every thread's capability masks, from `/proc/<pid>/task/*/status`:
+    /// (thread name, CapEff, CapPrm, CapBnd). Linux keeps them per thread.
+    pub fn thread_caps(&self) -> Vec<(String, u64, u64, u64)> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let Ok(status) = fs::read_to_string(entry.unwrap().path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let mask = |name: &str| u64::from_str_radix(&field(name), 16).unwrap_or(u64::MAX);
+            out.push((
+                field("Name:"),
+                mask("CapEff:"),
+                mask("CapPrm:"),
+                mask("CapBnd:"),
+            ));
+        }
+        out
+    }
+
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -126,9 +126,22 @@ fn local_processes_in_the_cgroup_are_intercepted_and_others_are_not() {
     assert!(
         log.lines().any(|l| l.contains("session opened")
             && l.contains("uid=65534")
-            && l.contains("comm=\"python3\"")),
+            && l.contains("comm=\"python3\"")
+            // Another user's executable: read with the CAP_SYS_PTRACE the
+            // daemon keeps in jump-host mode.
+            && l.contains("exe=\"/usr/bin/python3")),
         "{log}"
     );
+
+    // Serving, every thread holds only CAP_NET_ADMIN (12), CAP_SYS_PTRACE
+    // (19) and CAP_BPF (39); it was started as root with them all.
+    let serving = (1u64 << 12) | (1u64 << 19) | (1u64 << 39);
+    for (name, eff, prm, bnd) in s.daemon.thread_caps() {
+        assert!(
+            eff == serving && prm == serving && bnd == serving,
+            "thread {name} holds CapEff {eff:x} CapPrm {prm:x} CapBnd {bnd:x}, want {serving:x}"
+        );
+    }
 
     // IPv6 target through the IPv6 listener.
     let out = python_in_cgroup(&s, &s.lab.db_ip6, false);

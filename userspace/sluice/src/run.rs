@@ -1,4 +1,6 @@
-//! `sluice run`: bind, attach, serve, and tear down on a signal.
+//! `sluice run`: bind, attach, drop capabilities, serve, and tear down on a
+//! signal.
+mod caps;
 mod control;
 
 use std::{
@@ -24,12 +26,19 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     raise_file_limit(config.proxy.max_connections);
+    let keep = caps::serving_set(config.jump_host.is_some());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")
+        // Workers never attach anything: they start with the serving set.
+        .on_thread_start(move || {
+            if let Err(e) = caps::restrict_thread(keep) {
+                tracing::error!(error = %e, "could not drop capabilities on a runtime thread");
+            }
+        })
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, config_path.to_owned()))
+    runtime.block_on(serve(config, config_path.to_owned(), keep))
 }
 
 /// Each session holds two sockets: raise the soft open-file limit to the
@@ -70,12 +79,21 @@ fn raise_file_limit(max_connections: u32) {
     }
 }
 
-async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
+async fn serve(config: Config, config_path: PathBuf, keep: caps::CapSet) -> anyhow::Result<()> {
     // Every file the configuration names is loaded before anything is
     // bound or attached: a bad certificate is a start-up error, not a
     // failure of the first session.
     let mut settings = RelaySettings::from_config(&config)?;
-    let store = open_store(&config)?;
+    // From a thread holding only the serving set: RocksDB's threads inherit
+    // it.
+    let store = std::thread::scope(|s| {
+        s.spawn(|| {
+            caps::restrict_thread(keep).context("dropping capabilities")?;
+            open_store(&config)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the audit store panicked")))
+    })?;
     settings.postgres.store = store.clone();
     tracing::info!(
         rules = config.policy.rules.len(),
@@ -133,6 +151,9 @@ async fn serve(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             .transpose()?,
     };
     let interceptor = Interceptor::start(&config, &listeners)?;
+    // Attached: the loading and attaching capabilities go.
+    caps::restrict_thread(keep).context("dropping capabilities after attach")?;
+    tracing::info!(keep = %keep, "capabilities after attach");
     bound.extend(gw_v4.map(|l| (l, Mode::Gateway)));
     bound.extend(gw_v6.map(|l| (l, Mode::Gateway)));
     bound.extend(jump_v4.map(|l| (l, Mode::JumpHost)));
