@@ -55,6 +55,18 @@ fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
         format!("{} 50000", s.lab.gw_db_ip)
     );
 
+    // Attached and serving, sluice holds only CAP_NET_ADMIN (12) and
+    // CAP_BPF (39), in every thread: it was started as root with them all.
+    let serving = (1u64 << 12) | (1u64 << 39);
+    let threads = s.daemon.thread_caps();
+    assert!(threads.len() > 2, "{threads:?}");
+    for (name, eff, prm, bnd) in &threads {
+        assert!(
+            *eff == serving && *prm == serving && *bnd == serving,
+            "thread {name} holds CapEff {eff:x} CapPrm {prm:x} CapBnd {bnd:x}, want {serving:x}"
+        );
+    }
+
     // sluice logged who the agent was and where it was going.
     let log = s.daemon.log_text();
     let opened: Vec<&str> = log
@@ -322,4 +334,56 @@ fn reconnect_from_the_same_source_port_after_sluice_closed_first() {
         "every round should get PostgreSQL's error reply:\n{stdout}"
     );
     assert_eq!(s.direct_connections_from(&s.lab.agent_ip), 0);
+}
+
+/// A client that dials the proxy's own listener on the gateway (nothing
+/// steered it there) is refused: served, it would be relayed uninspected to
+/// where it dialled, which is the listener itself, in a loop.
+#[test]
+fn a_client_dialling_the_listener_itself_is_refused_not_relayed() {
+    if !require_privileged("a_client_dialling_the_listener_itself_is_refused") {
+        return;
+    }
+    let s = setup("g8", 61);
+    let script = format!(
+        "import socket, time\n\
+         s = socket.create_connection(('{gw}', 15432), timeout=5)\n\
+         s.sendall(b'\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f')\n\
+         t = time.monotonic()\n\
+         data = b''\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(4096)\n\
+         \x20       if not chunk: break\n\
+         \x20       data += chunk\n\
+         except ConnectionResetError:\n\
+         \x20   pass\n\
+         print('closed after', round(time.monotonic() - t, 1), 'with', len(data), 'bytes')\n",
+        gw = s.lab.gw_agent_ip
+    );
+    let out = s.lab.agent.try_run(
+        &["/usr/bin/python3", "-c", &script],
+        Duration::from_secs(20),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("with 0 bytes"),
+        "the connection to the listener was not closed at once:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.daemon.log_text()
+    );
+    // One session, refused; none dialled onward (a loop would open more).
+    std::thread::sleep(Duration::from_millis(500));
+    let log = s.daemon.log_text();
+    assert_eq!(log.matches("session opened").count(), 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "{}:15432 is not a protected target; refusing (fail closed)",
+            s.lab.gw_agent_ip
+        )),
+        "{log}"
+    );
+    // The proxy goes on: an ordinary session still works.
+    let (ok, out, err) = s.agent_psql(&s.lab.db_ip, "select 'still serving'");
+    assert!(ok && out == "still serving", "{out}{err}");
 }

@@ -128,6 +128,10 @@ pub enum SessionError {
     /// guessing where it was going.
     #[error("no original destination recorded for client {0}; refusing (fail closed)")]
     NoFacts(std::net::SocketAddr),
+    /// A flow to an address and port no target protects: it was not
+    /// steered here, so it is not served (fail closed).
+    #[error("{0} is not a protected target; refusing (fail closed)")]
+    NoTarget(std::net::SocketAddr),
     /// The database could not be reached.
     #[error("upstream {addr}: {source}")]
     Upstream {

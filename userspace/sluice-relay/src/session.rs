@@ -68,11 +68,19 @@ async fn relay_one(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     });
+    // Only a configured target is served. Anything else reached the
+    // listener without being steered to it (a client dialling the proxy's
+    // own address, say): relaying it would pass it uninspected, or dial the
+    // listener itself in a loop. Refused (fail closed).
+    let Some(target) = target else {
+        return Err(SessionError::NoTarget(dst.0));
+    };
     client.set_nodelay(true)?;
-    let engine = target
-        .filter(|t| t.protocol != Protocol::Tcp)
-        .and_then(|t| Some((t.protocol, relay.settings.targets.get(&t.name)?)));
-    if let Some((protocol, target)) = engine {
+    if target.protocol != Protocol::Tcp {
+        let protocol = target.protocol;
+        let Some(target) = relay.settings.targets.get(&target.name) else {
+            return Err(SessionError::NoTarget(dst.0));
+        };
         let workload = sluice_pgproxy::Workload {
             addr: facts.client().0.ip(),
             uid: match &facts {
@@ -141,8 +149,8 @@ async fn relay_one(
             Err(e) => Err(SessionError::Postgres(e)),
         };
     }
-    // An opaque target (protocol = "tcp"), or a flow whose target config
-    // changed since it was steered: relay bytes, uninspected.
+    // An opaque target (protocol = "tcp"): relay bytes, uninspected, as
+    // configured.
     let mut upstream = dial(relay, dst.0).await?;
     upstream.set_nodelay(true)?;
     // Errors here are ordinary endings (a client that dies mid-result, a
