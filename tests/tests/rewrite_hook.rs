@@ -248,6 +248,7 @@ impl Lab {
             client_tls: None,
             store: None,
             metrics: Arc::default(),
+            limits: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Threads inherit the network namespace of the thread that spawns

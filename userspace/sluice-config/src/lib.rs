@@ -224,6 +224,36 @@ pub struct ProxyConfig {
     /// bytes (at least 1024); larger ones end the session with an error.
     /// The default is 64 MiB.
     pub max_message_bytes: usize,
+    /// Longest a client may take from connecting to a ready session
+    /// (PostgreSQL: startup, TLS and authentication up to ReadyForQuery;
+    /// MySQL: the handshake up to the first command), milliseconds
+    /// (100-3600000). A client that connects and stalls, or dribbles its
+    /// startup packet, is dropped then and its slot freed; the ended
+    /// attempt is recorded with the reason.
+    pub startup_timeout_ms: u64,
+    /// Largest statement text sluice decides, in bytes (at least 64):
+    /// a longer PostgreSQL Query or Parse, or MySQL COM_QUERY or
+    /// COM_STMT_PREPARE, is refused (PostgreSQL SQLSTATE 54000, MySQL
+    /// ERR 1142) and recorded as denied by `proxy.max_statement_bytes`,
+    /// without being parsed or sent; the session goes on. The default is
+    /// 1 MiB.
+    pub max_statement_bytes: usize,
+    /// Failed logins allowed per minute (a sliding window) from one
+    /// source address (an IPv6 client counts by its /64), and separately
+    /// for one workload identity and database user (1-10000). A failure
+    /// is a login the database refused for its credentials (PostgreSQL
+    /// SQLSTATE class 28, MySQL 1045/1698) or that sluice refused at
+    /// admission (`auth = "inject"`). Past the limit, logins from that
+    /// source or as that identity and user are refused at once, without
+    /// dialling the database (PostgreSQL SQLSTATE 28000, MySQL ERR 1129),
+    /// and recorded, until the oldest failure is a minute old.
+    pub auth_failures_per_minute: u32,
+    /// Sessions one workload identity may hold at once (each identity
+    /// counted on its own; `unknown` is one identity). The next one is
+    /// refused (PostgreSQL SQLSTATE 53300, MySQL ERR 1203) and recorded,
+    /// while other identities still connect. Not set: no cap beyond
+    /// `max_connections`.
+    pub max_connections_per_identity: Option<u32>,
     /// Root-only TOML file (owned by root or the daemon's user, mode 600)
     /// of the credentials sluice logs in with for targets with
     /// `auth = "inject"`; its keys are listed under *Secrets file* in the
@@ -241,6 +271,10 @@ impl Default for ProxyConfig {
             fail_open: false,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/sluice"),
             max_message_bytes: 64 * 1024 * 1024,
+            startup_timeout_ms: 60_000,
+            max_statement_bytes: 1024 * 1024,
+            auth_failures_per_minute: 10,
+            max_connections_per_identity: None,
             secrets_file: None,
         }
     }
@@ -250,6 +284,11 @@ impl ProxyConfig {
     /// The upstream dial timeout.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The startup and authentication timeout.
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.startup_timeout_ms)
     }
 }
 
@@ -681,6 +720,35 @@ impl Config {
                 "expected at least 1024 bytes".into(),
             ));
         }
+        if !(100..=3_600_000).contains(&p.startup_timeout_ms) {
+            return Err(invalid(
+                "proxy.startup_timeout_ms",
+                "expected 100-3600000 milliseconds".into(),
+            ));
+        }
+        if p.max_statement_bytes < 64 {
+            return Err(invalid(
+                "proxy.max_statement_bytes",
+                "expected at least 64 bytes".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&p.auth_failures_per_minute) {
+            return Err(invalid(
+                "proxy.auth_failures_per_minute",
+                "expected 1-10000 failed logins per minute".into(),
+            ));
+        }
+        if let Some(n) = p.max_connections_per_identity
+            && (n == 0 || n > p.max_connections)
+        {
+            return Err(invalid(
+                "proxy.max_connections_per_identity",
+                format!(
+                    "expected 1 to proxy.max_connections ({}); leave it out for no per-identity cap",
+                    p.max_connections
+                ),
+            ));
+        }
         if p.max_connections == 0 {
             return Err(invalid(
                 "proxy.max_connections",
@@ -875,6 +943,28 @@ mod tests {
                 "proxy.max_connections",
             ),
             (format!("{gw}{TARGET}[proxy]\nbogus = 1\n"), "bogus"),
+            (
+                format!("{gw}{TARGET}[proxy]\nstartup_timeout_ms = 50\n"),
+                "proxy.startup_timeout_ms",
+            ),
+            (
+                format!("{gw}{TARGET}[proxy]\nmax_statement_bytes = 10\n"),
+                "proxy.max_statement_bytes",
+            ),
+            (
+                format!("{gw}{TARGET}[proxy]\nauth_failures_per_minute = 0\n"),
+                "proxy.auth_failures_per_minute",
+            ),
+            (
+                format!("{gw}{TARGET}[proxy]\nmax_connections_per_identity = 0\n"),
+                "proxy.max_connections_per_identity",
+            ),
+            (
+                format!(
+                    "{gw}{TARGET}[proxy]\nmax_connections = 10\nmax_connections_per_identity = 11\n"
+                ),
+                "proxy.max_connections_per_identity",
+            ),
             (
                 format!("{gw}[[targets]]\nname = \"a\"\naddress = \"nope\"\nport = 1\n"),
                 "not an IP network",

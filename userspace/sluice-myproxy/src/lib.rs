@@ -36,7 +36,7 @@ mod startup;
 
 pub use kill::KillRegistry;
 use sluice_mywire::CodecError;
-pub use startup::{STARTUP_TIMEOUT, run as serve};
+pub use startup::run as serve;
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,10 @@ pub enum MyError {
     /// The session ended by policy (a limit, the store); the client was told.
     #[error("ended by policy: {0}")]
     Ended(String),
+    /// The client closed the connection before sending a byte of its
+    /// handshake response (a port probe).
+    #[error("client closed the connection before its handshake response")]
+    ClientGone,
 }
 
 /// MySQL error codes sluice answers with.
@@ -98,4 +102,12 @@ pub(crate) mod codes {
     pub const LOST_DATABASE: u16 = 2013;
     /// ER_UNKNOWN_CHARACTER_SET: a client character set sluice refuses.
     pub const CHARSET: u16 = 1115;
+    /// ER_HOST_IS_BLOCKED: too many failed logins from this source (or
+    /// as this identity and user).
+    pub const HOST_BLOCKED: u16 = 1129;
+    /// ER_TOO_MANY_USER_CONNECTIONS: the identity is at its session cap.
+    pub const TOO_MANY_USER_CONNECTIONS: u16 = 1203;
+    /// ER_ACCESS_DENIED_NO_PASSWORD_ERROR: a login refused for its
+    /// credentials (MySQL's `auth_socket` and friends).
+    pub const ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
 }

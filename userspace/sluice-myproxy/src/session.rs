@@ -247,8 +247,13 @@ impl Session<'_> {
             }
             Command::StmtPrepare(sql) => {
                 // Nothing runs at prepare time: the text is decided, with
-                // its parameters, at each execute.
+                // its parameters, at each execute. Only an over-long text
+                // is refused now (it is never parsed).
                 let sql = String::from_utf8_lossy(sql).into_owned();
+                if let Some(rule) = self.ctx.config.limits.statement_too_long(&sql) {
+                    self.too_long("prepare", &sql, &rule);
+                    return self.flush().await.map(|()| true);
+                }
                 self.forward(&packet).await?;
                 self.answer(Answer::Prepare(sql), None, Instant::now())
                     .await?;
@@ -393,6 +398,19 @@ impl Session<'_> {
         }
     }
 
+    /// Refuse an over-long statement text unparsed: recorded clipped as
+    /// denied by `proxy.max_statement_bytes`, answered with ERR 1142.
+    fn too_long(&mut self, protocol: &'static str, text: &str, rule: &str) {
+        if let Some(log) = self.ctx.log {
+            let clipped = sluice_pgproxy::limits::clipped(text);
+            log.record(&record::builtin(protocol, &clipped, false, rule));
+        }
+        self.summary.statements_denied += 1;
+        Metrics::add(&self.ctx.config.metrics.statements_denied, 1);
+        tracing::info!(event = "statement_refused", protocol, reason = %rule, "statement refused");
+        self.err(codes::DENIED, "42000", &format!("sluice: refused: {rule}"));
+    }
+
     /// Decide a statement, record it, and forward it (answering it) or
     /// refuse it.
     async fn statement(
@@ -404,6 +422,10 @@ impl Session<'_> {
         recorded: Vec<Param>,
         answer: Answer,
     ) -> Result<(), MyError> {
+        if let Some(rule) = self.ctx.config.limits.statement_too_long(text) {
+            self.too_long(protocol, text, &rule);
+            return self.flush().await;
+        }
         let decision = self.policy.decide(&Statement {
             text,
             params,

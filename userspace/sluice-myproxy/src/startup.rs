@@ -28,8 +28,16 @@
 //! TLS), and sluice answers the database as the credential's upstream
 //! user, then relays the database's OK to the client.
 //!
-//! Steps 1–4 must finish within [`STARTUP_TIMEOUT`].
-use std::time::Duration;
+//! Steps 1–4 must finish within `proxy.startup_timeout_ms`
+//! ([`sluice_pgproxy::limits::Limits`]). Before the database is dialled,
+//! a source past its failed-login limit gets ERR 1129 and an identity at
+//! its session cap ERR 1203, each in place of the greeting, as a server
+//! refusing the connection would; once the HandshakeResponse names the
+//! user, the identity and user's failed-login limit is checked too
+//! (ERR 1129), before anything of the login reaches the database. A
+//! login the database refuses with 1045 or 1698 counts as a failure. A
+//! first packet that is no handshake (garbage, a TLS ClientHello or an
+//! HTTP request sent straight to the port) gets ERR 1156 saying so.
 
 use bytes::BytesMut;
 use sluice_config::secrets::{Credential, Secrets};
@@ -46,9 +54,6 @@ use tokio::{
 };
 
 use crate::{KillRegistry, MyError, codes, inject, session};
-
-/// Longest a session may take from connect to the first command.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest handshake packet accepted from either side.
 const MAX_HANDSHAKE: usize = 64 * 1024;
@@ -95,18 +100,40 @@ where
 {
     let mut summary = Summary::default();
     let started = std::time::Instant::now();
+    // The identity's place under its session cap, held to the end.
+    let slot = config.limits.connections.take(route.identity);
+    let timeout = config.limits.startup_timeout;
     let established = tokio::time::timeout(
-        STARTUP_TIMEOUT,
-        establish(client, &route, config, dial, &mut summary),
+        timeout,
+        establish(
+            client,
+            &route,
+            config,
+            dial,
+            &mut summary,
+            slot.as_ref().err().copied(),
+        ),
     )
     .await
-    .map_err(|_| MyError::Refused("handshake did not complete within 60 s".into()))
+    .map_err(|_| {
+        MyError::Refused(format!(
+            "handshake did not complete within {} (proxy.startup_timeout_ms)",
+            sluice_pgproxy::limits::duration_text(timeout)
+        ))
+    })
     .and_then(|r| r);
     let ready = match established {
         Ok(Some(ready)) => ready,
-        Ok(None) | Err(_) if summary.user.is_none() => return established.map(|_| summary),
+        // A client that connected and left without a byte (a port probe)
+        // says nothing; every other attempt that ended early is recorded
+        // (PCI DSS 10.2.1.4), with why.
+        Err(MyError::ClientGone) => return Err(MyError::ClientGone),
         Ok(None) => {
-            config.record_refused("mysql", &route, &summary, "login refused by the database");
+            let why = match &summary.login_error {
+                Some(e) => format!("login refused by the database: {e}"),
+                None => "login refused by the database".into(),
+            };
+            config.record_refused("mysql", &route, &summary, &why);
             return Ok(summary);
         }
         Err(e) => {
@@ -177,6 +204,7 @@ async fn establish<F, Fut>(
     config: &SessionConfig,
     dial: F,
     summary: &mut Summary,
+    over_cap: Option<u32>,
 ) -> Result<Option<Ready>, MyError>
 where
     F: FnOnce(std::net::SocketAddr) -> Fut,
@@ -187,6 +215,41 @@ where
         TargetAuth::Passthrough => None,
         TargetAuth::Inject(secrets) => Some(secrets.as_ref()),
     };
+    // 0. Limits, before anything is dialled: the answer takes the
+    // greeting's place (sequence id 0), as a server's refusal does.
+    let source = route.workload.addr;
+    let logins = &config.limits.logins;
+    if let Err(blocked) = logins.check_source(source) {
+        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, "connection refused: too many failed logins");
+        return Err(refused(
+            &mut client,
+            0,
+            codes::HOST_BLOCKED,
+            "HY000",
+            blocked.to_string(),
+        )
+        .await);
+    }
+    if let Some(cap) = over_cap {
+        tracing::warn!(
+            event = "identity_cap",
+            identity = route.identity,
+            cap,
+            "session refused: the identity is at its cap"
+        );
+        let message = format!(
+            "sluice: too many connections for identity \"{}\" (proxy.max_connections_per_identity = {cap})",
+            route.identity
+        );
+        return Err(refused(
+            &mut client,
+            0,
+            codes::TOO_MANY_USER_CONNECTIONS,
+            "42000",
+            message,
+        )
+        .await);
+    }
     // 1. The database first.
     let tcp = match dial(route.original).await {
         Ok(tcp) => tcp,
@@ -247,7 +310,21 @@ where
     // Read exactly one packet: a client that asks for TLS starts its
     // handshake right behind the request, without waiting for an answer,
     // and those bytes must stay in the socket for the TLS acceptor.
-    let mut first = read_exact_packet(&mut client, MAX_HANDSHAKE, "client").await?;
+    let mut first = match read_exact_packet(&mut client, MAX_HANDSHAKE, "client").await {
+        Ok(p) => p,
+        Err(MyError::Protocol { leg, source }) => {
+            let message = format!("sluice: invalid handshake packet: {source}");
+            let _ = send(
+                &mut client,
+                2,
+                &ErrPacket::new(codes::MALFORMED, "08S01", message).encode(),
+                "client",
+            )
+            .await;
+            return Err(MyError::Protocol { leg, source });
+        }
+        Err(e) => return Err(e),
+    };
     if is_ssl_request(&first.payload) {
         let Some(tls) = &config.client_tls else {
             return Err(refused(
@@ -331,13 +408,24 @@ where
         .await);
     }
     let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
+    let user = summary.user.clone().unwrap_or_default();
+    if let Err(blocked) = logins.check(source, route.identity, &user) {
+        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, user = %user, "login refused: too many failed logins");
+        return Err(refused(
+            &mut client,
+            client_seq.wrapping_add(1),
+            codes::HOST_BLOCKED,
+            "HY000",
+            blocked.to_string(),
+        )
+        .await);
+    }
 
     // Injection: admit the workload now, before the database leg goes on.
     // `cseq` is the next sequence id towards the client.
     let mut cseq = client_seq.wrapping_add(1);
     let credential = match (secrets, &nonce) {
         (Some(secrets), Some(nonce)) => {
-            let user = summary.user.clone().unwrap_or_default();
             match admit(
                 &mut client,
                 &mut cbuf,
@@ -354,6 +442,7 @@ where
                     Some(cred)
                 }
                 Err(inject::Refusal(message)) => {
+                    logins.failed(source, route.identity, &user);
                     return Err(
                         refused(&mut client, cseq, codes::ACCESS_DENIED, "28000", message).await,
                     );
@@ -481,10 +570,15 @@ where
                         )));
                     }
                     Some(0xFF) => {
-                        let why = ErrPacket::parse(&p.payload)
-                            .map(|e| e.message)
+                        let (code, why) = ErrPacket::parse(&p.payload)
+                            .map(|e| (e.code, e.message))
                             .unwrap_or_default();
-                        tracing::info!(error = %why, "the database refused the login");
+                        tracing::info!(error = %why, code, "the database refused the login");
+                        // Refused credentials count against the login limits.
+                        if matches!(code, codes::ACCESS_DENIED | codes::ACCESS_DENIED_NO_PASSWORD) {
+                            logins.failed(source, route.identity, &user);
+                        }
+                        summary.login_error = Some(format!("{code} {why}"));
                         return Ok(None);
                     }
                     _ => {}
@@ -655,12 +749,28 @@ async fn read_exact_packet(
 ) -> Result<Packet, MyError> {
     let io = |source| MyError::Io { leg, source };
     let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await.map_err(io)?;
+    let mut got = 0;
+    while got < header.len() {
+        let n = stream.read(&mut header[got..]).await.map_err(io)?;
+        if n == 0 {
+            return Err(if got == 0 {
+                MyError::ClientGone
+            } else {
+                io(std::io::ErrorKind::UnexpectedEof.into())
+            });
+        }
+        got += n;
+    }
     let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
     if len > max || len >= sluice_mywire::packet::MAX_CHUNK {
+        // Another protocol's first bytes read as a length are large: say
+        // which protocol they look like.
+        let hint = sluice_pgproxy::limits::confusion_hint(&header);
         return Err(MyError::Protocol {
             leg,
-            source: sluice_mywire::CodecError::TooLarge { len, max },
+            source: sluice_mywire::CodecError::malformed(format!(
+                "a first packet of {len} bytes is over the handshake limit of {max}{hint}"
+            )),
         });
     }
     let mut buf = BytesMut::with_capacity(4 + len);

@@ -141,6 +141,7 @@ fn proxy(rt: &tokio::runtime::Runtime, db: u16, policy: PatternPolicy) -> Socket
         client_tls: None,
         store: None,
         metrics: Arc::new(Metrics::default()),
+        limits: Default::default(),
     };
     let target = Arc::new(TargetSettings {
         name: "db".into(),

@@ -11,7 +11,9 @@
 //! keeping injected responses (refusals) in protocol order with upstream's;
 //! `results.rs` works out, with no I/O, which columns each row holds, for
 //! the rewrite hook; `record.rs` is what a session records in the audit
-//! store, and when.
+//! store, and when; [`limits`] holds the limits against hostile clients
+//! both engines apply (startup timeout, statement size, failed logins per
+//! source and identity, sessions per identity).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ pub mod cancel;
 pub mod hooks;
 mod inject;
 pub mod io;
+pub mod limits;
 mod pipeline;
 mod record;
 mod results;
@@ -39,7 +42,7 @@ pub use hooks::{
 pub use inject::token_hash;
 use sluice_config::secrets::Secrets;
 use sluice_pgwire::CodecError;
-pub use startup::{STARTUP_TIMEOUT, run as serve};
+pub use startup::run as serve;
 pub use tls::{TlsSetupError, UpstreamTls};
 
 /// Why a session ended abnormally.
@@ -114,6 +117,10 @@ pub struct SessionConfig {
     pub store: Option<sluice_store::Store>,
     /// Counters every session adds to (for `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Limits against hostile clients (`proxy.startup_timeout_ms`,
+    /// `max_statement_bytes`, `auth_failures_per_minute`,
+    /// `max_connections_per_identity`).
+    pub limits: limits::Limits,
 }
 
 /// Counters of every PostgreSQL session, for the admin API's `/metrics`.
@@ -227,6 +234,9 @@ pub struct Summary {
     pub end_reason: Option<&'static str>,
     /// The session's id in the store.
     pub session_id: Option<u64>,
+    /// Why the database refused the login (SQLSTATE or error code, and
+    /// its message), for the record.
+    pub login_error: Option<String>,
 }
 
 impl Summary {

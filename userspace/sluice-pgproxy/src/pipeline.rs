@@ -169,6 +169,7 @@ pub(crate) async fn run(
         execs: Vec::new(),
         portals: HashMap::new(),
         canceled,
+        limits: &config.limits,
     };
     let up = async {
         tokio::select! {
@@ -250,6 +251,8 @@ struct Frontend<'a> {
     /// Woken by the client's cancel requests (a held statement is then
     /// withdrawn).
     canceled: Option<Arc<Notify>>,
+    /// `proxy.max_statement_bytes` and friends.
+    limits: &'a crate::limits::Limits,
 }
 
 impl Frontend<'_> {
@@ -664,11 +667,25 @@ impl Frontend<'_> {
         protocol: &'static str,
         record_as: &'static str,
     ) -> (Decision, Option<u32>) {
-        let d = self.policy.decide(&Statement {
-            text,
-            params,
-            protocol,
-        });
+        // An over-long text is refused unparsed, and recorded clipped.
+        let too_long = matches!(record_as, "simple" | "parse")
+            .then(|| self.limits.statement_too_long(text))
+            .flatten();
+        let clipped;
+        let (d, text) = match too_long {
+            Some(rule) => {
+                clipped = crate::limits::clipped(text);
+                (Decision::Deny { rule }, clipped.as_ref())
+            }
+            None => (
+                self.policy.decide(&Statement {
+                    text,
+                    params,
+                    protocol,
+                }),
+                text,
+            ),
+        };
         let m = &self.shared.metrics;
         match &d {
             Decision::Allow => {
@@ -744,11 +761,18 @@ impl Frontend<'_> {
     fn refusal(&mut self, rule: String) -> String {
         self.next_refusal += 1;
         let marker = format!("{POISON}{}_{}", self.shared.nonce, self.next_refusal);
+        // An over-long statement is a program limit (54000), not a
+        // privilege matter.
+        let (sqlstate, message) = if rule.starts_with(crate::limits::STATEMENT_TOO_LONG) {
+            ("54000", "sluice: statement too long")
+        } else {
+            ("42501", "sluice: statement refused by policy")
+        };
         let error = vec![
             (b'S', "ERROR".into()),
             (b'V', "ERROR".into()),
-            (b'C', "42501".into()),
-            (b'M', "sluice: statement refused by policy".into()),
+            (b'C', sqlstate.into()),
+            (b'M', message.into()),
             (b'D', format!("Rule: {rule}.")),
         ];
         let mut refusals = self

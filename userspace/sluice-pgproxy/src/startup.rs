@@ -17,9 +17,17 @@
 //! 6. ParameterStatus and friends are relayed until ReadyForQuery, the
 //!    server's BackendKeyData replaced by a synthetic one.
 //!
-//! Steps 1–6 must finish within [`STARTUP_TIMEOUT`], so a client that
-//! connects and stalls cannot hold a session slot.
-use std::{net::IpAddr, time::Duration};
+//! Steps 1–6 must finish within `proxy.startup_timeout_ms`
+//! ([`crate::limits::Limits`]), so a client that connects and stalls, or
+//! dribbles its startup packet, cannot hold a session slot. Before
+//! anything is dialled, the StartupMessage is checked against the
+//! identity's session cap (53300) and the failed-login limits of its
+//! source and of its identity and user (28000); a login the database
+//! refuses for its credentials (SQLSTATE class 28) counts as a failure.
+//! Bytes that are no startup packet at all (garbage, a TLS ClientHello
+//! or an HTTP request sent straight to the port, a length over
+//! PostgreSQL's own 10,000-byte startup limit) get 08P01 saying so.
+use std::net::IpAddr;
 
 use bytes::BytesMut;
 use sluice_pgwire::{
@@ -39,9 +47,10 @@ use crate::{
 /// SSL/GSS probes a client may send before its StartupMessage.
 const MAX_PROBES: usize = 3;
 
-/// Longest a session may take from connect to ReadyForQuery (PostgreSQL's
-/// own `authentication_timeout` defaults to one minute).
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest startup-family packet accepted (PostgreSQL's own
+/// `MAX_STARTUP_PACKET_LENGTH`): a hostile length is refused from the
+/// header before anything is buffered for it.
+const MAX_STARTUP_PACKET: usize = 10_000;
 
 /// Serve one client whose connection was headed for `route.original`.
 /// `dial` opens an upstream connection to the address it is given:
@@ -59,28 +68,46 @@ where
 {
     let mut summary = Summary::default();
     let started = std::time::Instant::now();
+    // The identity's place under its session cap, held to the end.
+    let slot = config.limits.connections.take(route.identity);
+    let timeout = config.limits.startup_timeout;
     let established = tokio::time::timeout(
-        STARTUP_TIMEOUT,
-        establish(client, &route, config, dial, &mut summary),
+        timeout,
+        establish(
+            client,
+            &route,
+            config,
+            dial,
+            &mut summary,
+            slot.as_ref().err().copied(),
+        ),
     )
     .await
-    .map_err(|_| PgError::Refused("startup did not complete within 60 s".into()))
+    .map_err(|_| {
+        PgError::Refused(format!(
+            "startup did not complete within {} (proxy.startup_timeout_ms)",
+            crate::limits::duration_text(timeout)
+        ))
+    })
     .and_then(|r| r);
     let ready = match established {
         Ok(Some(ready)) => ready,
-        // A login that failed or was refused is evidence too (PCI DSS
-        // 10.2.1.4): recorded as a session that ended at startup, once
-        // the client has said who it is.
-        Ok(None) | Err(_) if summary.cancel_routed || summary.user.is_none() => {
-            return established.map(|_| summary);
+        // A cancel request is no session; a client that connected and
+        // left without sending a byte (a port probe) says nothing.
+        Ok(None) if summary.cancel_routed || summary.user.is_none() => {
+            return Ok(summary);
         }
+        Err(PgError::ClientGone) if summary.user.is_none() => return Err(PgError::ClientGone),
+        // A login that failed or was refused is evidence too (PCI DSS
+        // 10.2.1.4): recorded as a session that ended at startup, and so
+        // is every attempt that ended in an error (garbage, a stall past
+        // the timeout, a limit).
         Ok(None) => {
-            config.record_refused(
-                "postgres",
-                &route,
-                &summary,
-                "login refused by the database",
-            );
+            let why = match &summary.login_error {
+                Some(e) => format!("login refused by the database: {e}"),
+                None => "login refused by the database".into(),
+            };
+            config.record_refused("postgres", &route, &summary, &why);
             return Ok(summary);
         }
         Err(e) => {
@@ -159,28 +186,44 @@ async fn establish<F, Fut>(
     config: &SessionConfig,
     dial: F,
     summary: &mut Summary,
+    over_cap: Option<u32>,
 ) -> Result<Option<Ready>, PgError>
 where
     F: FnOnce(std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<TcpStream>>,
 {
     let reader = FrameReader::new(config.max_message);
+    let startup_reader = FrameReader::new(config.max_message.min(MAX_STARTUP_PACKET));
     let mut cbuf = BytesMut::with_capacity(16 * 1024);
     let mut client = Conn::Plain(client);
 
     // 1. Probes.
     let mut startup = None;
     for _ in 0..MAX_PROBES {
-        let Some(frame) = read_frame(&mut client, &mut cbuf, &reader, false, "client").await?
-        else {
-            return Err(PgError::ClientGone);
-        };
-        match StartupRequest::decode(frame) {
-            Err(e) => {
+        let frame = match read_frame(&mut client, &mut cbuf, &startup_reader, false, "client").await
+        {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(PgError::ClientGone),
+            Err(PgError::Protocol { leg, source }) => {
+                let hint = crate::limits::confusion_hint(&cbuf);
                 refuse(
                     &mut client,
                     "08P01",
-                    &format!("sluice: invalid startup packet: {e}"),
+                    &format!("sluice: invalid startup packet: {source}{hint}"),
+                )
+                .await;
+                return Err(PgError::Protocol { leg, source });
+            }
+            Err(e) => return Err(e),
+        };
+        let frame_start: Vec<u8> = frame.body.iter().take(8).copied().collect();
+        match StartupRequest::decode(frame) {
+            Err(e) => {
+                let hint = crate::limits::confusion_hint(&frame_start);
+                refuse(
+                    &mut client,
+                    "08P01",
+                    &format!("sluice: invalid startup packet: {e}{hint}"),
                 )
                 .await;
                 return Err(PgError::Protocol {
@@ -232,6 +275,25 @@ where
     summary.user = param(&params, "user");
     summary.database = param(&params, "database").or_else(|| summary.user.clone());
     summary.application = param(&params, "application_name");
+    let user = summary.user.clone().unwrap_or_default();
+    if let Some(cap) = over_cap {
+        let message = format!(
+            "sluice: too many connections for identity \"{}\" (proxy.max_connections_per_identity = {cap})",
+            route.identity
+        );
+        tracing::warn!(
+            event = "identity_cap",
+            identity = route.identity,
+            cap,
+            "session refused: the identity is at its cap"
+        );
+        return Err(refused(&mut client, "53300", message).await);
+    }
+    let source = route.workload.addr;
+    if let Err(blocked) = config.limits.logins.check(source, route.identity, &user) {
+        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, user = %user, "login refused: too many failed logins");
+        return Err(refused(&mut client, "28000", blocked.to_string()).await);
+    }
     if version != PROTOCOL_3_0 || !declined.is_empty() {
         let mut n = BytesMut::new();
         BackendMessage::NegotiateProtocolVersion {
@@ -246,7 +308,6 @@ where
     let credential = match &route.target.auth {
         TargetAuth::Passthrough => None,
         TargetAuth::Inject(secrets) => {
-            let user = summary.user.clone().unwrap_or_default();
             match inject::admit(
                 &mut client,
                 &mut cbuf,
@@ -270,7 +331,12 @@ where
                     summary.upstream_user = Some(cred.upstream_user().to_owned());
                     Some(cred)
                 }
-                Err(r) => return Err(refused(&mut client, r.sqlstate, r.message).await),
+                Err(r) => {
+                    if r.sqlstate.starts_with("28") {
+                        config.limits.logins.failed(source, route.identity, &user);
+                    }
+                    return Err(refused(&mut client, r.sqlstate, r.message).await);
+                }
             }
         }
     };
@@ -438,12 +504,24 @@ where
                 FrontendMessage::AuthResponse(frame.body).encode(&mut out);
                 write(&mut upstream, &out, "upstream").await?;
             }
-            BackendMessage::ErrorResponse(_) => {
+            BackendMessage::ErrorResponse(fields) => {
                 // Authentication failed or the server refused the session;
-                // the client has the server's own error.
+                // the client has the server's own error. Credentials it
+                // refused (class 28) count against the login limits.
                 if let Some(s) = synthetic {
                     config.cancels.unregister(s);
                 }
+                let field = |code: u8| {
+                    fields
+                        .iter()
+                        .find(|(c, _)| *c == code)
+                        .map_or("", |(_, v)| v.as_str())
+                };
+                let sqlstate = field(b'C');
+                if sqlstate.starts_with("28") {
+                    config.limits.logins.failed(source, route.identity, &user);
+                }
+                summary.login_error = Some(format!("{sqlstate} {}", field(b'M')));
                 return Ok(None);
             }
             _ => {}

@@ -146,6 +146,16 @@ impl RelaySettings {
                 // Opened by `sluice run` (it holds the store's lock).
                 store: None,
                 metrics: Arc::default(),
+                limits: sluice_pgproxy::limits::Limits {
+                    startup_timeout: config.proxy.startup_timeout(),
+                    max_statement: config.proxy.max_statement_bytes,
+                    logins: Arc::new(sluice_pgproxy::limits::LoginLimiter::new(
+                        config.proxy.auth_failures_per_minute,
+                    )),
+                    connections: Arc::new(sluice_pgproxy::limits::ConnectionCaps::new(
+                        config.proxy.max_connections_per_identity,
+                    )),
+                },
             },
             targets,
             upstream_mark: config.proxy.upstream_mark,
