@@ -11,20 +11,28 @@
 //!
 //! `body` and `event` are the stored JSON bytes, embedded verbatim, so
 //! the verifier hashes exactly what the store hashed.
-use std::{
-    collections::HashSet,
-    io::{BufRead, Write},
-};
+//!
+//! Writing an export needs the `rocksdb` feature (it reads a store);
+//! [`verify_jsonl`], which reads an exported file, does not.
+#[cfg(feature = "rocksdb")]
+use std::io::Write;
+use std::{collections::HashSet, io::BufRead};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    PublicKey, SessionSummary, StoreError,
-    codec::{self, hex, unhex},
-    read::{Filter, Reader, RecordedCheckpoint, RecordedEvent},
-    time::rfc3339,
+    PublicKey, SessionSummary,
+    codec::unhex,
+    read::{RecordedCheckpoint, RecordedEvent},
     verify::{Report, Scope, Verifier},
+};
+#[cfg(feature = "rocksdb")]
+use crate::{
+    StoreError,
+    codec::{self, hex},
+    read::{Filter, Reader},
+    time::rfc3339,
 };
 
 /// The `format` of an export header.
@@ -40,6 +48,7 @@ impl Progress for () {
     fn session_done(&mut self, _: u64, _: u64, _: u64) {}
 }
 
+#[cfg(feature = "rocksdb")]
 fn io(e: std::io::Error) -> StoreError {
     StoreError::Write(format!("writing the export: {e}"))
 }
@@ -53,6 +62,7 @@ pub struct Written {
     pub events: u64,
 }
 
+#[cfg(feature = "rocksdb")]
 /// Write the sessions passing `filter` as verifiable JSONL.
 pub fn jsonl(
     reader: &Reader,
@@ -112,6 +122,7 @@ pub fn jsonl(
     Ok(written)
 }
 
+#[cfg(feature = "rocksdb")]
 fn write_event(out: &mut dyn Write, e: &RecordedEvent) -> Result<(), StoreError> {
     // Stored bodies are JSON written by serde_json, hence UTF-8; a body
     // that is not (a damaged store) is exported as a string so the
@@ -133,6 +144,7 @@ fn write_event(out: &mut dyn Write, e: &RecordedEvent) -> Result<(), StoreError>
     .map_err(io)
 }
 
+#[cfg(feature = "rocksdb")]
 /// CSV: one row per event, for reading, not verifying.
 pub fn csv(
     reader: &Reader,
@@ -183,12 +195,14 @@ pub fn csv(
     Ok(written)
 }
 
+#[cfg(feature = "rocksdb")]
 /// What [`walk`] hands its callback: a session, then each of its events.
 enum Item<'a> {
     Session(&'a SessionSummary),
     Event(&'a SessionSummary, &'a RecordedEvent),
 }
 
+#[cfg(feature = "rocksdb")]
 /// Every session and its events in order, counted, with progress.
 fn walk(
     reader: &Reader,
@@ -210,6 +224,7 @@ fn walk(
     Ok(written)
 }
 
+#[cfg(feature = "rocksdb")]
 fn csv_field(s: &str) -> String {
     // A leading quote keeps spreadsheets from running client-chosen text
     // (statements, error messages) as a formula.
@@ -387,6 +402,7 @@ pub fn verify_jsonl(
     Ok((report, info))
 }
 
+#[cfg(feature = "rocksdb")]
 /// Verify a store through a reader.
 pub fn verify_store(reader: &Reader, key: PublicKey) -> Result<Report, StoreError> {
     let mut v = Verifier::new(key);

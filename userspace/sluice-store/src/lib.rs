@@ -13,6 +13,11 @@
 //! - [`read`] opens a store for auditors (read-only, also while the daemon
 //!   runs); [`verify`] checks a store or an export; [`export`] writes
 //!   JSONL and CSV.
+//!
+//! The `rocksdb` feature (default) builds the store itself: [`Store`],
+//! [`SessionLog`], the reader and exporting a store. Without it, what
+//! reads the format without a database is left (codec, events,
+//! checkpoints, keys, verifying an export): the fuzz targets use that.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -24,17 +29,19 @@ pub mod redact;
 pub mod sign;
 pub mod time;
 pub mod verify;
+#[cfg(feature = "rocksdb")]
 mod writer;
 
+#[cfg(feature = "rocksdb")]
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
-    time::Duration,
 };
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +154,7 @@ pub struct SessionSummary {
     pub denied: u64,
 }
 
+#[cfg(feature = "rocksdb")]
 /// The writer thread's inbox.
 enum Msg {
     /// One event of one session, in seq order.
@@ -172,6 +180,7 @@ enum Msg {
     },
 }
 
+#[cfg(feature = "rocksdb")]
 /// What the writer needs to know of an event beyond its bytes.
 enum Note {
     None,
@@ -184,6 +193,7 @@ enum Note {
     },
 }
 
+#[cfg(feature = "rocksdb")]
 struct Inner {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     next_session: AtomicU64,
@@ -192,6 +202,7 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+#[cfg(feature = "rocksdb")]
 /// An open store. Cheap to clone; the writer stops when [`Store::close`]
 /// is called or the last clone is dropped.
 #[derive(Clone)]
@@ -199,6 +210,7 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+#[cfg(feature = "rocksdb")]
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -207,6 +219,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl Store {
     /// Open or create the store, recover from an unclean stop (open
     /// sessions get an "interrupted" end, unsigned events a checkpoint),
@@ -309,6 +322,7 @@ impl Store {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl Drop for Inner {
     fn drop(&mut self) {
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -318,6 +332,7 @@ impl Drop for Inner {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 /// One session's record. Events are queued in the order they are recorded
 /// (from any task); [`SessionLog::durable`] waits until they are on disk.
 pub struct SessionLog {
@@ -327,12 +342,14 @@ pub struct SessionLog {
     failed: AtomicBool,
 }
 
+#[cfg(feature = "rocksdb")]
 impl std::fmt::Debug for SessionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SessionLog({})", self.session)
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl SessionLog {
     /// The session id.
     pub fn id(&self) -> u64 {

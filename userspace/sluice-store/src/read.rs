@@ -1,14 +1,21 @@
 //! Reading a store for auditors: a RocksDB secondary instance, so it works
 //! while the daemon writes (it sees the store as of opening), on a copy of
 //! a store directory, and never modifies what it reads.
+//!
+//! [`Reader`] needs the `rocksdb` feature; what it reads
+//! ([`RecordedEvent`], [`RecordedCheckpoint`]) and [`Filter`] do not.
+#[cfg(feature = "rocksdb")]
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "rocksdb")]
 use rocksdb::{DB, Direction, IteratorMode, Options};
 
+#[cfg(feature = "rocksdb")]
 use crate::{
-    PublicKey, SessionSummary, StoreError,
-    codec::{self, CF_CHECKPOINTS, CF_EVENTS, CF_INDEXES, CF_SESSIONS, FAMILIES, Hash, index},
+    PublicKey, StoreError,
+    codec::{self, CF_CHECKPOINTS, CF_EVENTS, CF_INDEXES, CF_SESSIONS, FAMILIES, index},
 };
+use crate::{SessionSummary, codec::Hash};
 
 /// One stored event, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,7 @@ impl Filter {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 /// A store opened for reading.
 pub struct Reader {
     db: DB,
@@ -86,12 +94,14 @@ pub struct Reader {
     scratch: PathBuf,
 }
 
+#[cfg(feature = "rocksdb")]
 impl Drop for Reader {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 
+#[cfg(feature = "rocksdb")]
 fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Db {
         path: path.to_owned(),
@@ -99,6 +109,7 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl Reader {
     /// Open the store at `path` for reading.
     pub fn open(path: &Path) -> Result<Reader, StoreError> {
