@@ -231,9 +231,12 @@ impl SslRequest {
 /// both ways: [`HandshakeResponse::parse`] reads a field only when its flag
 /// is set (and, like the server, treats a field missing at the very end as
 /// absent); [`HandshakeResponse::encode`] writes `database`,
-/// `auth_plugin` and `zstd_level` only when their flag is set *and* they
-/// are `Some`, and the attribute block whenever
-/// [`caps::CONNECT_ATTRS`] is set. Change the flag along with the field.
+/// `auth_plugin` and `zstd_level` only when their flag is set, and the
+/// attribute block when [`caps::CONNECT_ATTRS`] is. The fields are
+/// positional: a flagged `database` or `auth_plugin` that is `None` ends
+/// the packet if nothing follows it, and is written empty if something
+/// does (a database and a plugin name cannot be told apart on the wire).
+/// Change the flag along with the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeResponse {
     /// Client capabilities, MariaDB extended ones in bits 32..63.
@@ -305,16 +308,33 @@ impl HandshakeResponse {
         put_fixed(&mut out, c, self.max_packet, self.charset);
         put_null_str(&mut out, &self.user);
         put_auth_response(&mut out, c, &self.auth_response);
-        if let (true, Some(db)) = (c & caps::CONNECT_WITH_DB != 0, &self.database) {
-            put_null_str(&mut out, db);
+        // The optional fields are positional. One whose flag is set but
+        // that is None ends the packet when nothing is written after it
+        // (parse reads a field missing at the very end as absent), and is
+        // written empty otherwise, so that what follows stays in its place.
+        let zstd = self.zstd_level.filter(|_| c & caps::ZSTD_COMPRESSION != 0);
+        let attributes = c & caps::CONNECT_ATTRS != 0;
+        let after_plugin = (attributes && !self.attributes.is_empty()) || zstd.is_some();
+        let after_database =
+            after_plugin || (c & caps::PLUGIN_AUTH != 0 && self.auth_plugin.is_some());
+        if c & caps::CONNECT_WITH_DB != 0 {
+            match &self.database {
+                Some(db) => put_null_str(&mut out, db),
+                None if after_database => put_null_str(&mut out, b""),
+                None => return out,
+            }
         }
-        if let (true, Some(p)) = (c & caps::PLUGIN_AUTH != 0, &self.auth_plugin) {
-            put_null_str(&mut out, p.as_bytes());
+        if c & caps::PLUGIN_AUTH != 0 {
+            match &self.auth_plugin {
+                Some(p) => put_null_str(&mut out, p.as_bytes()),
+                None if after_plugin => put_null_str(&mut out, b""),
+                None => return out,
+            }
         }
-        if c & caps::CONNECT_ATTRS != 0 {
+        if attributes {
             put_attributes(&mut out, &self.attributes);
         }
-        if let (true, Some(level)) = (c & caps::ZSTD_COMPRESSION != 0, self.zstd_level) {
+        if let Some(level) = zstd {
             out.push(level);
         }
         out
@@ -557,6 +577,51 @@ mod tests {
         r.database = None;
         r.auth_plugin = None;
         assert_eq!(HandshakeResponse::parse(&r.encode()).unwrap(), r);
+    }
+
+    /// Found by the my_stream fuzz target: a response ending after its
+    /// auth response with PLUGIN_AUTH and CONNECT_ATTRS set parsed with no
+    /// plugin, and re-encoded with an empty attribute block where the
+    /// plugin name goes, which then parsed as an empty plugin name. The
+    /// same shift put a plugin where the database goes when the client
+    /// set CONNECT_WITH_DB but named no database (what credential
+    /// injection sends on for libmysqlclient-style clients).
+    #[test]
+    fn absent_flagged_fields_keep_the_rest_in_place() {
+        let mut payload = vec![0x44, 0xff, 0xff, 0x31, 0xff, 0xff, 0xff, 0xff, 0xff];
+        payload.extend_from_slice(&[0; 19]);
+        payload.extend_from_slice(&[0xff; 4]);
+        payload.extend_from_slice(b"\xff\xff\xff\xff!\xff\xff\x00\x00");
+        let r = HandshakeResponse::parse(&payload).unwrap();
+        assert_eq!(
+            (r.auth_plugin.as_deref(), r.database.as_deref()),
+            (None, None)
+        );
+        assert_eq!(r.encode(), payload, "nothing after the auth response");
+        assert_eq!(HandshakeResponse::parse(&r.encode()).unwrap(), r);
+
+        let c = caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::CONNECT_WITH_DB
+            | caps::PLUGIN_AUTH
+            | caps::CONNECT_ATTRS;
+        let mut r = response(c);
+        r.database = None;
+        r.auth_plugin = Some(crate::auth::NATIVE.into());
+        let back = HandshakeResponse::parse(&r.encode()).unwrap();
+        assert_eq!(
+            back.database.as_deref(),
+            Some(&b""[..]),
+            "empty, not the plugin"
+        );
+        assert_eq!(back.auth_plugin.as_deref(), Some(crate::auth::NATIVE));
+        assert_eq!(back.attributes, r.attributes);
+
+        r.auth_plugin = None;
+        r.attributes = vec![(b"_os".to_vec(), b"Linux".to_vec())];
+        let back = HandshakeResponse::parse(&r.encode()).unwrap();
+        assert_eq!(back.auth_plugin.as_deref(), Some(""));
+        assert_eq!(back.attributes, r.attributes, "attributes stay attributes");
     }
 
     #[test]

@@ -44,7 +44,10 @@
 //! Masking follows the PCI DSS display form: the first six and last four
 //! digits of a PAN are kept, the other digits become `*`; separators stay
 //! and the length never changes. Only ASCII bytes are ever replaced, so
-//! UTF-8 text stays UTF-8.
+//! UTF-8 text stays UTF-8. Masking is final: a masked value is scanned
+//! again, and masked further, until the PAN and track detectors find
+//! nothing in it (masking a span can cut a group and leave a new span of
+//! whole groups behind).
 //!
 //! Optional ([`DetectorSet`]):
 //!
@@ -245,7 +248,11 @@ impl Scanner {
                 scan_email(&mut c);
             }
         }
-        c.finish()
+        let (mut out, findings) = c.finish()?;
+        if cards {
+            mask_until_final(&mut out);
+        }
+        Some((out, findings))
     }
 
     /// Same as [`Scanner::scan`], for a str (errors, notices):
@@ -523,6 +530,27 @@ fn load(b: &[u8]) -> u64 {
 
 fn is_sep(b: u8) -> bool {
     b == b' ' || b == b'-'
+}
+
+/// Masks what the card detectors find in an already masked value, until
+/// they find nothing. Masking can make a candidate the original did not
+/// hold: masked digits cut a group, and what is left of it before the `*`
+/// is a whole group in the masked value (`7888888-78777888888-77`: the
+/// span `78777888888-77` is masked to `787778***88-77`, and then
+/// `7888888-787778` is 13 digits of whole groups passing Luhn). A masked
+/// value must never hold what the detectors report. Each round masks at
+/// least one more digit, so this ends; it only runs for values in which
+/// something was found. The extra hits are not counted: they are pieces
+/// of runs the first scan already judged.
+fn mask_until_final(out: &mut Vec<u8>) {
+    while has_long_run(out) {
+        let mut c = Ctx::new(out, false);
+        scan_cards(&mut c);
+        match c.out {
+            Some(more) if more != *out => *out = more,
+            _ => return,
+        }
+    }
 }
 
 /// Every grouped digit run of `c.v`, judged.
@@ -1687,5 +1715,29 @@ mod tests {
             }
         );
         assert!(DetectorSet::deserialize(de("emial")).is_err());
+    }
+
+    /// Found by the detect fuzz target: masking one span of a grouped run
+    /// cut a group, and the masked value then held a 13-digit span of
+    /// whole groups passing Luhn that a second scan reported. Masking is
+    /// now final: nothing the detectors report is left.
+    #[test]
+    fn masking_leaves_nothing_a_second_scan_finds() {
+        let s = Scanner::new(&MIN);
+        for value in [
+            &b"7888888-78777888888-77\xfd7"[..],
+            b"7888888-78777888888-77",
+            b"id 7888888-78777888888-77 ok",
+        ] {
+            let (out, f) = s.scan(value, None).expect("found");
+            assert_eq!(f.get(Kind::Pan), 1, "{:?}", String::from_utf8_lossy(value));
+            assert_eq!(out.len(), value.len());
+            assert!(
+                s.scan(&out, None).is_none(),
+                "{:?} masked to {:?} still holds a PAN",
+                String::from_utf8_lossy(value),
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 }

@@ -505,9 +505,9 @@ impl Sensitive {
 /// One string's analysis.
 type Analysis = Arc<Result<Vec<Facts>, analyze::ParseError>>;
 
-/// A cached analysis: the dialect and shape it is for (the key is their
-/// hash), and the analysis.
-type CacheEntry = (Dialect, Arc<str>, Analysis);
+/// A cached analysis: the dialect, shape and comment offsets it is for
+/// (the key is their hash), and the analysis.
+type CacheEntry = (Dialect, Arc<str>, Arc<[usize]>, Analysis);
 
 /// Analyses by dialect and statement shape ([`crate::fingerprint`]),
 /// shared by all sessions.
@@ -524,24 +524,33 @@ const CACHE_MAX_TEXT: usize = 16 * 1024;
 impl Cache {
     fn get(&self, dialect: Dialect, sql: &str) -> Analysis {
         match dialect {
-            Dialect::Postgres => self.get_with(dialect, sql, || analyze::analyze(sql)),
+            Dialect::Postgres => self.get_with(dialect, sql, &[], || analyze::analyze(sql)),
             Dialect::MySql => {
                 // The shape of what the server executes (executable
-                // comments unwrapped), never of the raw text.
+                // comments unwrapped), never of the raw text. Where the
+                // comments stood is part of the key: MySQL names an
+                // unaliased output column by its text without them, so
+                // `select id /*!, pan*/ from t` and `select id  , pan  from
+                // t` normalise alike but label their outputs differently,
+                // and masks follow labels.
                 let n = match mysql::normalize(sql) {
                     Ok(n) => n,
                     Err(e) => return Arc::new(Err(e)),
                 };
-                self.get_with(dialect, &n.text, || mysql::analyze_normalized(&n))
+                self.get_with(dialect, &n.text, &n.synthetic, || {
+                    mysql::analyze_normalized(&n)
+                })
             }
         }
     }
 
-    /// `text`: what is fingerprinted; `analyze`: its analysis.
+    /// `text`: what is fingerprinted; `comments`: the offsets in it of the
+    /// spaces standing for comments (MySQL); `analyze`: its analysis.
     fn get_with(
         &self,
         dialect: Dialect,
         text: &str,
+        comments: &[usize],
         analyze: impl FnOnce() -> Result<Vec<Facts>, analyze::ParseError>,
     ) -> Analysis {
         if text.len() > CACHE_MAX_TEXT {
@@ -553,11 +562,12 @@ impl Cache {
             Dialect::MySql => crate::fingerprint::fingerprint_mysql(text),
         };
         let shape = shape.as_deref().unwrap_or(text);
-        let key = self.hasher.hash_one((dialect, shape));
-        if let Some((d, cached, facts)) =
+        let key = self.hasher.hash_one((dialect, shape, comments));
+        if let Some((d, cached, at, facts)) =
             self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && *d == dialect
             && &**cached == shape
+            && **at == *comments
         {
             return Arc::clone(facts);
         }
@@ -566,7 +576,15 @@ impl Cache {
         if map.len() >= CACHE_ENTRIES {
             map.clear();
         }
-        map.insert(key, (dialect, Arc::from(shape), Arc::clone(&facts)));
+        map.insert(
+            key,
+            (
+                dialect,
+                Arc::from(shape),
+                Arc::from(comments),
+                Arc::clone(&facts),
+            ),
+        );
         facts
     }
 }
@@ -2340,6 +2358,30 @@ functions = ["sleep", "benchmark"]
             s.decide("select benchmark/**/(10, 1)").action,
             Action::Allow
         );
+    }
+
+    /// Found by the policy_sql fuzz target: two MySQL texts that differ
+    /// only in comments normalise to one text, but MySQL labels their
+    /// outputs differently (a column is named by its text without the
+    /// comments), and the cache served the first one's labels to the
+    /// second: its computed PAN column then had a mask for a label the
+    /// server never sends.
+    #[test]
+    fn cache_keeps_texts_whose_comments_differ_apart() {
+        let e = mysql_engine("");
+        let s = e.session("host:10.0.1.5", &[], "my");
+        let commented = "select concat(pan,/**/1) from cards limit 1";
+        let plain = "select concat(pan, 1) from cards limit 1";
+        let fresh = mysql_engine("")
+            .session("host:10.0.1.5", &[], "my")
+            .decide_in(Dialect::MySql, plain);
+        assert_eq!(fresh.masks.len(), 1);
+        assert_eq!(fresh.masks[0].0, "concat(pan, 1)");
+        let first = s.decide_in(Dialect::MySql, commented);
+        assert_eq!(first.masks.len(), 1);
+        assert_eq!(first.masks[0].0, "concat(pan,1)");
+        assert_eq!(s.decide_in(Dialect::MySql, plain), fresh);
+        assert_eq!(s.decide_in(Dialect::MySql, commented), first);
     }
 
     /// A statement shape decided in one dialect never answers for the

@@ -28,11 +28,13 @@ pub fn parse(text: &str, now_us: u64) -> Result<u64, String> {
     if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c))
         && let Ok(n) = t[..t.len() - 1].parse::<u64>()
     {
+        // An age beyond the epoch counts from it (saturating, like the
+        // subtraction): `99999999999999999999h` is not an overflow.
         let secs = match unit {
             's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => n * 86_400,
+            'm' => n.saturating_mul(60),
+            'h' => n.saturating_mul(3600),
+            _ => n.saturating_mul(86_400),
         };
         return Ok(now_us.saturating_sub(secs.saturating_mul(1_000_000)));
     }
@@ -61,9 +63,18 @@ pub fn parse(text: &str, now_us: u64) -> Result<u64, String> {
             None => (rest, ""),
         };
         let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+        // Every field is plain ASCII digits (no sign, no other script's
+        // digits) of a bounded length, so the arithmetic below cannot
+        // overflow whatever was typed.
+        let field = |p: &str, max: usize| {
+            (!p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<i64>().ok())
+                .flatten()
+                .ok_or_else(bad)
+        };
         let f: Vec<i64> = hms
             .split(':')
-            .map(|p| p.parse::<i64>().map_err(|_| bad()))
+            .map(|p| field(p, 2))
             .collect::<Result<_, _>>()?;
         let [h, mi, s] = match f.as_slice() {
             [h, mi] => [*h, *mi, 0],
@@ -75,14 +86,21 @@ pub fn parse(text: &str, now_us: u64) -> Result<u64, String> {
         }
         secs += h * 3600 + mi * 60 + s;
         if !frac.is_empty() {
-            let digits: String = frac.chars().take(6).collect();
+            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            // Microseconds: the first six digits, the rest dropped.
+            let digits = &frac[..frac.len().min(6)];
             let scale = 10i64.pow(6 - digits.len() as u32);
-            micros = digits.parse::<i64>().map_err(|_| bad())? * scale;
+            micros = field(digits, 6)? * scale;
         }
         if let Some(sign) = offset.chars().next().filter(|c| *c == '+' || *c == '-') {
             let (oh, om) = offset[1..].split_once(':').ok_or_else(bad)?;
-            let off = oh.parse::<i64>().map_err(|_| bad())? * 3600
-                + om.parse::<i64>().map_err(|_| bad())? * 60;
+            let (oh, om) = (field(oh, 2)?, field(om, 2)?);
+            if oh > 23 || om > 59 {
+                return Err(bad());
+            }
+            let off = oh * 3600 + om * 60;
             secs -= if sign == '+' { off } else { -off };
         }
     }
@@ -131,5 +149,29 @@ mod tests {
         assert_eq!(parse("15m", 1_000_000_000).unwrap(), 100_000_000);
         assert!(parse("yesterday", 0).unwrap_err().contains("7d"));
         assert!(parse("2026-13-01", 0).is_err());
+    }
+
+    /// Found by the store_event fuzz target: ages and clock fields whose
+    /// arithmetic overflowed (a panic in debug builds, a wrong time in
+    /// release ones), and fractions of non-ASCII digits that underflowed
+    /// the scale.
+    #[test]
+    fn hostile_times_are_errors_or_saturate() {
+        assert_eq!(parse("2222222222222222229h", 5).unwrap(), 0);
+        assert_eq!(parse("18446744073709551615d", 5).unwrap(), 0);
+        for text in [
+            "2026-11-22T-9223372036854775808:00",
+            "2026-11-22T10:00:00+9223372036854775807:00",
+            "2026-11-22T10:00:00-24:00",
+            "2026-11-22T10:00:00.\u{e9}\u{e9}\u{e9}\u{e9}Z",
+            "2026-11-22T10:00:00.\u{661}\u{662}Z",
+            "2026-11-22T+1:00",
+        ] {
+            assert!(parse(text, 0).is_err(), "{text:?}");
+        }
+        assert_eq!(
+            parse("2000-03-01T01:00:00.1234567Z", 0).unwrap(),
+            951_872_400_123_456
+        );
     }
 }
