@@ -90,28 +90,34 @@ pub fn run() -> Vec<Check> {
         needed_by: "jump-host",
     });
     let caps = effective_caps();
-    for (bit, name) in [
-        (39u32, "CAP_BPF"),
-        (12, "CAP_NET_ADMIN"),
-        (38, "CAP_PERFMON"),
-        (21, "CAP_SYS_ADMIN"),
+    for (bit, name, needed_by) in [
+        (39u32, "CAP_BPF", "both"),
+        (12, "CAP_NET_ADMIN", "both"),
+        (38, "CAP_PERFMON", "both"),
+        (19, "CAP_SYS_PTRACE", "jump-host"),
     ] {
         let has = caps & (1u64 << bit) != 0;
+        // Without CAP_SYS_PTRACE the jump host still intercepts; only
+        // another user's executable goes unread (not recorded, and no
+        // `exes` rule can match it).
+        let optional = name == "CAP_SYS_PTRACE";
         out.push(Check {
             name,
             status: if has {
                 Status::Ok
-            } else if name == "CAP_SYS_ADMIN" {
+            } else if optional {
                 Status::Warn
             } else {
                 Status::Fail
             },
             detail: if has {
                 "effective".into()
+            } else if optional {
+                "missing: other users' executables are not recorded and `exes` rules cannot match them".into()
             } else {
                 format!("missing: run as root or grant {name}")
             },
-            needed_by: "both",
+            needed_by,
         });
     }
     let ip = std::process::Command::new("ip")
