@@ -12,6 +12,7 @@ use sluice_config::secrets::{Credential, Secrets};
 use sluice_pgwire::{
     BackendMessage, FrameReader, FrontendMessage, backend::Authentication, wire::put_message,
 };
+use subtle::ConstantTimeEq;
 
 use crate::{
     PgError, Workload,
@@ -83,7 +84,14 @@ pub(crate) async fn admit<'s>(
         b'p' => FrontendMessage::password(&frame.body).ok(),
         _ => None,
     };
-    let ok = presented.is_some_and(|t| Sha256::digest(t.as_bytes())[..] == expected.0[..]);
+    // Compared in constant time, as the MySQL engine does.
+    let ok = presented.is_some_and(|t| {
+        bool::from(
+            Sha256::digest(t.as_bytes())
+                .as_slice()
+                .ct_eq(&expected.0[..]),
+        )
+    });
     if !ok {
         return refuse(
             "28P01",
