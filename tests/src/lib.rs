@@ -29,6 +29,7 @@ pub mod bench_scale;
 pub mod bench_store;
 pub mod daemon;
 pub mod demo;
+pub mod faults;
 pub mod labctl;
 pub mod leaks;
 pub mod mariadb;
@@ -39,6 +40,7 @@ pub mod pki;
 pub mod postgres;
 pub mod python;
 pub mod scenario;
+pub mod soak;
 pub mod topology;
 
 use std::{

@@ -37,6 +37,15 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Soak: 32 clients with mixed statements through sluice full for
+    /// `--minutes` (default 10), sampling sluice's memory and descriptors;
+    /// writes bench/results/soak.{json,md} and fails if either grows after
+    /// the warm-up beyond the tolerance the report states.
+    Soak {
+        /// How long the clients run, in minutes.
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             action: LabAction::Status,
         } => sluice_lab::labctl::status(),
         Command::Demo { keep } => sluice_lab::demo::run(keep),
+        Command::Soak { minutes } => sluice_lab::soak::run(minutes),
         Command::Bench { suite: None, quick } => sluice_lab::bench_all::run(quick),
         Command::Bench {
             suite:
