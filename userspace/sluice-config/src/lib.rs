@@ -239,7 +239,8 @@ pub struct ProxyConfig {
     /// 1 MiB.
     pub max_statement_bytes: usize,
     /// Failed logins allowed per minute (a sliding window) from one
-    /// source address (an IPv6 client counts by its /64), and separately
+    /// source address (an IPv6 client counts by its /64; a local process
+    /// in jump-host mode by its uid), and separately
     /// for one workload identity and database user (1-10000). A failure
     /// is a login the database refused for its credentials (PostgreSQL
     /// SQLSTATE class 28, MySQL 1045/1698) or that sluice refused at

@@ -217,10 +217,10 @@ where
     };
     // 0. Limits, before anything is dialled: the answer takes the
     // greeting's place (sequence id 0), as a server's refusal does.
-    let source = route.workload.addr;
+    let source = &route.workload;
     let logins = &config.limits.logins;
     if let Err(blocked) = logins.check_source(source) {
-        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, "connection refused: too many failed logins");
+        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, "connection refused: too many failed logins");
         return Err(refused(
             &mut client,
             0,
@@ -410,7 +410,7 @@ where
     let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
     let user = summary.user.clone().unwrap_or_default();
     if let Err(blocked) = logins.check(source, route.identity, &user) {
-        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, user = %user, "login refused: too many failed logins");
+        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
         return Err(refused(
             &mut client,
             client_seq.wrapping_add(1),

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::Workload;
+
 /// The rule name an over-long statement is refused and recorded under.
 pub const STATEMENT_TOO_LONG: &str = "proxy.max_statement_bytes";
 
@@ -87,11 +89,38 @@ pub fn duration_text(d: Duration) -> String {
     }
 }
 
+/// Where logins come from, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    /// A remote client's address (IPv6: its /64).
+    Addr(IpAddr),
+    /// A local process's uid (jump host: every local client shares the
+    /// loopback address, so the address would make one user's failures
+    /// everyone's).
+    Uid(u32),
+}
+
+impl Source {
+    fn of(workload: &Workload) -> Source {
+        match workload.uid {
+            Some(uid) => Source::Uid(uid),
+            None => Source::Addr(source_key(workload.addr)),
+        }
+    }
+
+    fn describe(workload: &Workload) -> String {
+        match workload.uid {
+            Some(uid) => format!("source uid {uid}"),
+            None => format!("source {}", workload.addr),
+        }
+    }
+}
+
 /// What a failed-login limit is kept for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum LoginKey {
-    /// A client address (IPv6: its /64).
-    Source(IpAddr),
+    /// A client (address or local uid).
+    Source(Source),
     /// A workload identity and the database user it logs in as.
     Identity(String, String),
 }
@@ -145,19 +174,20 @@ impl LoginLimiter {
     }
 
     /// Refuse a login from `source` now? (MySQL asks before dialling the
-    /// database, when the user is not known yet.)
-    pub fn check_source(&self, source: IpAddr) -> Result<(), Blocked> {
+    /// database, when the user is not known yet.) A remote client counts
+    /// by its address, a local process (jump host) by its uid.
+    pub fn check_source(&self, source: &Workload) -> Result<(), Blocked> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        self.blocked(&map, &LoginKey::Source(source_key(source)), || {
-            format!("source {source}")
+        self.blocked(&map, &LoginKey::Source(Source::of(source)), || {
+            Source::describe(source)
         })
     }
 
     /// Refuse a login from `source` by `identity` as database `user` now?
-    pub fn check(&self, source: IpAddr, identity: &str, user: &str) -> Result<(), Blocked> {
+    pub fn check(&self, source: &Workload, identity: &str, user: &str) -> Result<(), Blocked> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        self.blocked(&map, &LoginKey::Source(source_key(source)), || {
-            format!("source {source}")
+        self.blocked(&map, &LoginKey::Source(Source::of(source)), || {
+            Source::describe(source)
         })?;
         self.blocked(
             &map,
@@ -167,11 +197,11 @@ impl LoginLimiter {
     }
 
     /// Count a failed login against its source and its identity and user.
-    pub fn failed(&self, source: IpAddr, identity: &str, user: &str) {
+    pub fn failed(&self, source: &Workload, identity: &str, user: &str) {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         for key in [
-            LoginKey::Source(source_key(source)),
+            LoginKey::Source(Source::of(source)),
             LoginKey::Identity(identity.to_owned(), user.to_owned()),
         ] {
             if !map.contains_key(&key) && map.len() >= MAX_KEYS {
@@ -305,54 +335,70 @@ pub fn confusion_hint(first: &[u8]) -> &'static str {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    fn ip(s: &str) -> Workload {
+        Workload {
+            addr: s.parse().unwrap(),
+            uid: None,
+        }
     }
 
     #[test]
     fn a_source_is_blocked_after_the_limit_and_others_are_not() {
         let l = LoginLimiter::new(3);
         for _ in 0..3 {
-            assert!(l.check(ip("10.0.0.2"), "a", "app").is_ok());
-            l.failed(ip("10.0.0.2"), "a", "app");
+            assert!(l.check(&ip("10.0.0.2"), "a", "app").is_ok());
+            l.failed(&ip("10.0.0.2"), "a", "app");
         }
-        let b = l.check_source(ip("10.0.0.2")).unwrap_err();
+        let b = l.check_source(&ip("10.0.0.2")).unwrap_err();
         assert!(b.to_string().contains("source 10.0.0.2"), "{b}");
         assert!(b.retry_after <= Duration::from_secs(60));
         // Another source, another identity: unaffected.
-        assert!(l.check(ip("10.0.0.3"), "b", "app").is_ok());
+        assert!(l.check(&ip("10.0.0.3"), "b", "app").is_ok());
         // Another source, the same identity and user: blocked by identity.
-        let b = l.check(ip("10.0.0.3"), "a", "app").unwrap_err();
+        let b = l.check(&ip("10.0.0.3"), "a", "app").unwrap_err();
         assert!(b.to_string().contains("identity a as user \"app\""), "{b}");
         // The same identity as another user: only the source counts.
-        assert!(l.check(ip("10.0.0.3"), "a", "other").is_ok());
+        assert!(l.check(&ip("10.0.0.3"), "a", "other").is_ok());
     }
 
     #[test]
     fn failures_leave_the_window() {
         let l = LoginLimiter::with_window(2, Duration::from_millis(50));
-        l.failed(ip("10.0.0.2"), "a", "u");
-        l.failed(ip("10.0.0.2"), "a", "u");
-        assert!(l.check_source(ip("10.0.0.2")).is_err());
+        l.failed(&ip("10.0.0.2"), "a", "u");
+        l.failed(&ip("10.0.0.2"), "a", "u");
+        assert!(l.check_source(&ip("10.0.0.2")).is_err());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(l.check(ip("10.0.0.2"), "a", "u").is_ok());
+        assert!(l.check(&ip("10.0.0.2"), "a", "u").is_ok());
     }
 
     #[test]
     fn ipv6_sources_count_by_their_64_and_mapped_v4_as_v4() {
         let l = LoginLimiter::new(1);
-        l.failed(ip("fd00:1:2:3::10"), "a", "u");
-        assert!(l.check_source(ip("fd00:1:2:3::99")).is_err());
-        assert!(l.check_source(ip("fd00:1:2:4::10")).is_ok());
-        l.failed(ip("::ffff:10.0.0.9"), "b", "u");
-        assert!(l.check_source(ip("10.0.0.9")).is_err());
+        l.failed(&ip("fd00:1:2:3::10"), "a", "u");
+        assert!(l.check_source(&ip("fd00:1:2:3::99")).is_err());
+        assert!(l.check_source(&ip("fd00:1:2:4::10")).is_ok());
+        l.failed(&ip("::ffff:10.0.0.9"), "b", "u");
+        assert!(l.check_source(&ip("10.0.0.9")).is_err());
+    }
+
+    #[test]
+    fn local_processes_count_by_uid() {
+        let l = LoginLimiter::new(1);
+        let local = |uid| Workload {
+            addr: "127.0.0.1".parse().unwrap(),
+            uid: Some(uid),
+        };
+        l.failed(&local(1000), "a", "u");
+        let b = l.check_source(&local(1000)).unwrap_err();
+        assert!(b.to_string().contains("source uid 1000"), "{b}");
+        assert!(l.check_source(&local(1001)).is_ok());
     }
 
     #[test]
     fn memory_per_key_is_bounded() {
         let l = LoginLimiter::new(4);
         for _ in 0..1000 {
-            l.failed(ip("10.0.0.2"), "a", "u");
+            l.failed(&ip("10.0.0.2"), "a", "u");
         }
         let map = l.failures.lock().unwrap();
         assert!(map.values().all(|t| t.len() == 4));

@@ -289,9 +289,9 @@ where
         );
         return Err(refused(&mut client, "53300", message).await);
     }
-    let source = route.workload.addr;
+    let source = &route.workload;
     if let Err(blocked) = config.limits.logins.check(source, route.identity, &user) {
-        tracing::warn!(event = "login_rate_limited", %source, identity = route.identity, user = %user, "login refused: too many failed logins");
+        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
         return Err(refused(&mut client, "28000", blocked.to_string()).await);
     }
     if version != PROTOCOL_3_0 || !declined.is_empty() {
