@@ -67,6 +67,27 @@ fn agent_reaches_database_through_sluice_with_psql_and_psycopg() {
         );
     }
 
+    // The store and its signing key are the owner's alone: every file mode
+    // 600 or tighter, every directory 700 (the daemon sets umask 077).
+    let mut private = vec![s.scratch.0.join("audit.key")];
+    let mut dirs = vec![sluice_lab::daemon::store_dir(&s.scratch.0)];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path.clone());
+            }
+            private.push(path);
+        }
+        private.push(dir);
+    }
+    assert!(private.len() > 5, "{private:?}");
+    for path in &private {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+    }
+
     // sluice logged who the agent was and where it was going.
     let log = s.daemon.log_text();
     let opened: Vec<&str> = log
