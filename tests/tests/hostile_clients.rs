@@ -996,6 +996,16 @@ fn hc2_mysql_hostile_clients() {
         message.contains("too many connections for identity \"agent-a\""),
         "{message}"
     );
+    // The mariadb CLI hears it as a server's refusal (no SQLSTATE marker
+    // in the text before the handshake).
+    let cli = run.agent_mysql(&lab.db_ip, "SELECT 1");
+    assert!(
+        !cli.0
+            && cli.2.contains("ERROR 1203")
+            && cli.2.contains("sluice: too many connections for identity")
+            && !cli.2.contains("#42000"),
+        "{cli:?}"
+    );
     let b = pymysql_login(&run, &python, &lab.db_ip6, sluice_lab::mariadb::PASSWORD);
     assert!(b.contains("outcome=ok"), "{b}");
     drop(held);
@@ -1017,6 +1027,14 @@ fn hc2_mysql_hostile_clients() {
     );
     let r = pymysql_login(&run, &python, &lab.db_ip, sluice_lab::mariadb::PASSWORD);
     assert!(r.contains("code=1129"), "{r}");
+    let cli = run.agent_mysql(&lab.db_ip, "SELECT 1");
+    assert!(
+        !cli.0
+            && cli.2.contains("ERROR 1129")
+            && cli.2.contains("sluice: too many failed logins from source")
+            && !cli.2.contains("#HY000"),
+        "{cli:?}"
+    );
     assert_eq!(
         run.db.connections_from(&lab.gw_db_ip),
         dialled,

@@ -221,14 +221,9 @@ where
     let logins = &config.limits.logins;
     if let Err(blocked) = logins.check_source(source) {
         tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, "connection refused: too many failed logins");
-        return Err(refused(
-            &mut client,
-            0,
-            codes::HOST_BLOCKED,
-            "HY000",
-            blocked.to_string(),
-        )
-        .await);
+        return Err(
+            refused_for_greeting(&mut client, codes::HOST_BLOCKED, blocked.to_string()).await,
+        );
     }
     if let Some(cap) = over_cap {
         tracing::warn!(
@@ -241,14 +236,9 @@ where
             "sluice: too many connections for identity \"{}\" (proxy.max_connections_per_identity = {cap})",
             route.identity
         );
-        return Err(refused(
-            &mut client,
-            0,
-            codes::TOO_MANY_USER_CONNECTIONS,
-            "42000",
-            message,
-        )
-        .await);
+        return Err(
+            refused_for_greeting(&mut client, codes::TOO_MANY_USER_CONNECTIONS, message).await,
+        );
     }
     // 1. The database first.
     let tcp = match dial(route.original).await {
@@ -807,6 +797,22 @@ pub(crate) async fn write(
         Err(e) => Err(e),
     };
     written.map_err(|source| MyError::Io { leg, source })
+}
+
+/// An ERR packet in place of the greeting (sequence id 0), without the
+/// SQLSTATE marker: the client has not said it speaks protocol 4.1 yet,
+/// so a server's own refusal here carries none. Best effort; returns the
+/// error that ends the session.
+async fn refused_for_greeting(
+    client: &mut (impl AsyncWrite + Unpin),
+    code: u16,
+    message: String,
+) -> MyError {
+    let mut payload = vec![0xFF];
+    payload.extend_from_slice(&code.to_le_bytes());
+    payload.extend_from_slice(message.as_bytes());
+    let _ = send(client, 0, &payload, "client").await;
+    MyError::Refused(message)
 }
 
 /// Tell the client why (best effort) and return the error that ends the
