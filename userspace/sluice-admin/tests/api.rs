@@ -226,6 +226,40 @@ async fn missing_or_bad_tokens_get_401_with_a_challenge() {
     assert_eq!(r.status(), 401);
     assert_eq!(api.events().len(), 4);
 
+    // Every route but /healthz and /metrics, with its own method, asks for
+    // a token before it does anything.
+    let routes = [
+        ("GET", "/api/sessions"),
+        ("GET", "/api/approvals"),
+        ("POST", "/api/approvals/a1/approve"),
+        ("POST", "/api/approvals/a1/deny"),
+        ("GET", "/api/grants"),
+        ("POST", "/api/grants"),
+        ("DELETE", "/api/grants/g1"),
+        ("POST", "/api/config/reload"),
+    ];
+    for (method, path) in routes {
+        let r = http()
+            .request(method.parse().unwrap(), format!("{}{path}", api.url))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+        let e = api.last_event();
+        assert_eq!(e.principal, "anonymous", "{method} {path}");
+        assert!(e.result.starts_with("unauthenticated"), "{}", e.result);
+    }
+    assert_eq!(api.events().len(), 4 + routes.len());
+    for open in ["/healthz", "/metrics"] {
+        let r = http()
+            .get(format!("{}{open}", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{open}");
+    }
+
     // The client explains what to do.
     let e = api.client("unknown").approvals().await.unwrap_err();
     assert_eq!(api_status(&e), 401);
