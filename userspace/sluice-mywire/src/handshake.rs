@@ -130,7 +130,16 @@ impl Greeting {
         out.push(self.charset);
         out.extend_from_slice(&self.status.to_le_bytes());
         out.extend_from_slice(&((c >> 16) as u16).to_le_bytes());
+        // Without PLUGIN_AUTH a reader takes 13 bytes for part 2 (12 and
+        // its NUL); with it, the length byte says, up to 255 in all. Part
+        // 2 is cut to what will be read, so the encoding reads back as
+        // itself whatever the scramble.
         let part2 = self.scramble.get(8..).unwrap_or_default();
+        let part2 = &part2[..part2.len().min(if c & caps::PLUGIN_AUTH != 0 {
+            255 - 9
+        } else {
+            12
+        })];
         out.push(if c & caps::PLUGIN_AUTH != 0 {
             (8 + part2.len() + 1).min(255) as u8
         } else {
@@ -577,6 +586,40 @@ mod tests {
         r.database = None;
         r.auth_plugin = None;
         assert_eq!(HandshakeResponse::parse(&r.encode()).unwrap(), r);
+    }
+
+    /// Found by the my_stream fuzz target: a greeting without PLUGIN_AUTH
+    /// whose scramble was longer than 20 bytes encoded all of it, but the
+    /// auth-data length byte is 0 then and a reader takes 13 bytes: the
+    /// rest was read as whatever follows. Part 2 is now cut to what a
+    /// reader takes, so an encoded greeting reads back as itself.
+    #[test]
+    fn long_scrambles_are_cut_to_what_is_read() {
+        for c in [
+            caps::PROTOCOL_41 | caps::SECURE_CONNECTION,
+            caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH,
+        ] {
+            let g = Greeting {
+                protocol: PROTOCOL_VERSION,
+                server_version: b"8.0.36".to_vec(),
+                connection_id: 7,
+                scramble: (1..=255).collect(),
+                capabilities: c,
+                charset: 255,
+                status: 2,
+                auth_plugin: (c & caps::PLUGIN_AUTH != 0).then(|| "mysql_native_password".into()),
+            };
+            let bytes = g.encode();
+            let back = Greeting::parse(&bytes).unwrap();
+            assert_eq!(back.encode(), bytes, "{c:#x}");
+            assert_eq!(back.auth_plugin, g.auth_plugin);
+            let kept = if c & caps::PLUGIN_AUTH != 0 {
+                8 + 246
+            } else {
+                8 + 12
+            };
+            assert_eq!(back.scramble, g.scramble[..kept], "{c:#x}");
+        }
     }
 
     /// Found by the my_stream fuzz target: a response ending after its
