@@ -24,8 +24,8 @@
 //!   scramble of each supported auth plugin.
 //!
 //! Nothing here panics on any input: every read is bounds-checked, and
-//! [`exercise`] (run by the unit tests and the `fuzz/` target) holds the
-//! parsers to that.
+//! [`exercise`] (run by the unit tests and the `my_stream` fuzz target in
+//! tests/fuzz) holds the parsers to that.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -49,9 +49,9 @@ pub use response::types;
 
 /// Feed an arbitrary byte stream through framing and every parser the way
 /// a proxy would, stopping at the first framing error; parsers that accept
-/// a payload must re-encode it without panicking. Shared by the cargo-fuzz
-/// target (`fuzz/`) and the in-tree smoke test; it must never panic,
-/// whatever the input.
+/// a payload must re-encode it without panicking. Shared by the
+/// `my_stream` fuzz target (tests/fuzz) and the in-tree smoke test; it
+/// must never panic, whatever the input.
 #[doc(hidden)]
 pub fn exercise(data: &[u8]) {
     use bytes::BytesMut;

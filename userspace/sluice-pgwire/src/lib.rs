@@ -32,8 +32,8 @@ pub use startup::StartupRequest;
 /// Feed an arbitrary byte stream through framing and decoding the way a
 /// proxy would (a startup message first, then tagged messages, decoded both
 /// as frontend and as backend), stopping at the first error. Shared by the
-/// cargo-fuzz target (`fuzz/`) and the in-tree smoke test; it must never
-/// panic, whatever the input.
+/// `pg_stream` fuzz target (tests/fuzz) and the in-tree smoke test; it
+/// must never panic, whatever the input.
 #[doc(hidden)]
 pub fn exercise(data: &[u8]) {
     use bytes::BytesMut;

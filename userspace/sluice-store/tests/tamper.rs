@@ -518,3 +518,36 @@ fn exports_with_moved_checkpoints_added_events_or_absurd_seqs_fail_cleanly() {
     let (r, _) = export::verify_jsonl(&mut absurd.as_bytes(), key).unwrap();
     assert!(!r.ok());
 }
+
+/// Writes the export fuzz target's seeds (tests/fuzz/corpus/export/): a
+/// real export of the three sessions [`record`] makes, a filtered export
+/// of one of them, and a copy cut short. Run it by hand when the export
+/// format changes:
+/// `cargo nextest run --workspace --exclude sluice-ebpf --run-ignored only -E 'test(=write_the_export_fuzz_seeds)'`.
+#[test]
+#[ignore = "writes files into tests/fuzz/corpus; run by hand"]
+fn write_the_export_fuzz_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz/corpus/export");
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = recorded("fuzz-seeds");
+    let reader = Reader::open(&s.store()).unwrap();
+    let key = reader.public_key().unwrap();
+    let mut all = Vec::new();
+    export::jsonl(&reader, &Filter::default(), &mut all, &mut ()).unwrap();
+    let mut one = Vec::new();
+    let filter = Filter {
+        sessions: Some(vec![2]),
+        ..Filter::default()
+    };
+    export::jsonl(&reader, &filter, &mut one, &mut ()).unwrap();
+    for export in [&all, &one] {
+        let (r, _) = export::verify_jsonl(&mut export.as_slice(), key).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+    let text = String::from_utf8(all.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines[..lines.len() - 3].join("\n");
+    std::fs::write(dir.join("three-sessions.jsonl"), &all).unwrap();
+    std::fs::write(dir.join("one-session.jsonl"), &one).unwrap();
+    std::fs::write(dir.join("cut-short.jsonl"), cut).unwrap();
+}
