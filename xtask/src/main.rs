@@ -2,13 +2,15 @@
 //! whole test suite, drive the lab and dispatch benchmarks.
 //!
 //! Layout: `setup` installs and checks what the project needs on the host;
-//! `test` is the single command CI runs; `lab` delegates `lab`, `demo` and
+//! `test` is the single command CI runs; `fuzz` builds and runs the
+//! cargo-fuzz targets in tests/fuzz; `lab` delegates `lab`, `demo` and
 //! `bench` to the `sluice-lab` binary; `dist` makes the release tarball and
 //! .deb; `context` holds what they share (the
 //! workspace root, target directory, `PATH` and how child processes are run).
 
 mod context;
 mod dist;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -43,8 +45,9 @@ enum Task {
     /// cluster the package started and sets it to manual start (the lab runs
     /// its own servers inside network namespaces). It adds the Rust release
     /// pinned in ebpf/toolchain.txt with rust-src through rustup (it builds
-    /// the eBPF programs) and checks its LLVM is bpf-linker's, installs bpf-linker and
-    /// cargo-nextest into ~/.cargo/bin with `cargo install`, and creates the
+    /// the eBPF programs, and the fuzz targets) and checks its LLVM is
+    /// bpf-linker's, installs bpf-linker, cargo-nextest and cargo-fuzz
+    /// (pinned) into ~/.cargo/bin with `cargo install`, and creates the
     /// lab's Python venv at /var/lib/sluice-lab/venv with psycopg 3 from PyPI
     /// (python3-venv). Finally it checks
     /// the kernel: mounts bpffs at /sys/fs/bpf if it is not mounted, and reports
@@ -53,7 +56,7 @@ enum Task {
     /// registries; needs no terminal.
     Setup,
 
-    /// Run the whole test suite the way CI does: setup, build, then nextest.
+    /// Run the whole test suite the way CI does: setup, build, nextest, fuzz.
     ///
     /// Runs `setup` first (so it needs root), then `cargo build --workspace`
     /// (which builds the eBPF object through the userspace build script;
@@ -62,10 +65,28 @@ enum Task {
     /// `SLUICE_REQUIRE_PRIVILEGED=1`, so a privileged test that cannot run
     /// fails instead of skipping. Tests run one at a time because the
     /// privileged ones create network namespaces, cgroups, policy routes and
-    /// pinned eBPF programs that share kernel state. Prints the time of each
-    /// phase; exits non-zero if any phase fails. Arguments after `--` go to
-    /// nextest, e.g. `cargo xtask test -- gateway` to run matching tests only.
+    /// pinned eBPF programs that share kernel state. Then, whatever nextest
+    /// said, `cargo xtask fuzz --time 60`: every fuzz target for a minute,
+    /// two at a time (about 3 minutes, plus building them). Prints the time
+    /// of each phase; exits non-zero if any phase fails. Arguments after
+    /// `--` go to nextest, e.g. `cargo xtask test -- gateway` to run
+    /// matching tests only; `--fuzz-time 0` leaves the fuzzers out.
     Test(test::Args),
+
+    /// Build the cargo-fuzz targets (tests/fuzz) and run each for a while.
+    ///
+    /// Builds the fuzz crate with `cargo fuzz build` (optimised, debug
+    /// assertions and overflow checks on, no sanitizer) using the Rust
+    /// release pinned in ebpf/toolchain.txt with `RUSTC_BOOTSTRAP=1`, into
+    /// target/fuzz. Then runs every target (or those named) for `--time`
+    /// seconds each, two at a time, under libFuzzer: new inputs go to a
+    /// scratch corpus under target/fuzz-corpus (the seeds in
+    /// tests/fuzz/corpus are only read), crash inputs to
+    /// target/fuzz-artifacts/<target>/, output to target/fuzz-logs/. Prints
+    /// each target's executions and corpus size; on a crash, the input and
+    /// the command that reproduces it, and exits non-zero. Needs
+    /// cargo-fuzz (`cargo xtask setup` installs it); not root.
+    Fuzz(fuzz::Args),
 
     /// Bring the lab topology up or down, or show it (delegates to `sluice-lab`).
     ///
@@ -121,6 +142,7 @@ fn main() -> ExitCode {
     let result = Context::new().and_then(|ctx| match cli.task {
         Task::Setup => setup::run(&ctx),
         Task::Test(args) => test::run(&ctx, &args),
+        Task::Fuzz(args) => fuzz::run(&ctx, &args),
         Task::Lab(args) => lab::lab(&ctx, &args),
         Task::Demo(args) => lab::demo(&ctx, &args),
         Task::Bench(args) => lab::bench(&ctx, &args),

@@ -71,6 +71,9 @@ const APT_PACKAGES: &[&str] = &[
 /// The bpf-linker release checked to build with the machine's stable Rust and
 /// LLVM 22; pinned so a newer release cannot break a fresh machine's setup.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The cargo-fuzz release `cargo xtask fuzz` builds the fuzz targets with,
+/// checked with the pinned eBPF Rust release; pinned like bpf-linker.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Where Debian's LLVM 22 lives, for llvm-sys inside bpf-linker.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// The LLVM major version bpf-linker is built against ([`LLVM_PREFIX`]).
@@ -124,6 +127,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     ebpf_toolchain(ctx)?;
     bpf_linker(ctx)?;
     cargo_nextest(ctx)?;
+    cargo_fuzz(ctx)?;
     bpffs(ctx);
     cgroup2();
     btf();
@@ -620,6 +624,33 @@ fn cargo_nextest(ctx: &Context) -> Result<()> {
     doing(thing, "installing");
     context::run(&mut ctx.cargo_install(["cargo-nextest", "--locked"]))?;
     ok(thing);
+    Ok(())
+}
+
+/// Step 4b: cargo-fuzz, which builds the fuzz targets in tests/fuzz for
+/// `cargo xtask fuzz` (and the fuzz phase of `cargo xtask test`). They are
+/// built with the eBPF crate's pinned Rust release (step 2) and
+/// `RUSTC_BOOTSTRAP=1`: no nightly is needed, or fetched. libFuzzer itself
+/// is compiled from source by `libfuzzer-sys` with the C++ compiler
+/// (build-essential).
+fn cargo_fuzz(ctx: &Context) -> Result<()> {
+    let thing = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    match first_line_if_ok(&mut ctx.cargo(["fuzz", "--version"])) {
+        Some(v) if v.split_whitespace().last() == Some(CARGO_FUZZ_VERSION) => {
+            present(&v);
+            return Ok(());
+        }
+        Some(v) => doing(&thing, &format!("replacing {v}")),
+        None => doing(&thing, "installing"),
+    }
+    context::run(&mut ctx.cargo_install([
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+        "--force",
+    ]))?;
+    ok(&thing);
     Ok(())
 }
 

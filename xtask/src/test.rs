@@ -1,12 +1,13 @@
-//! `cargo xtask test`: the one command CI runs — setup, a full build, then the
-//! whole suite under nextest, one test at a time, with each phase timed.
+//! `cargo xtask test`: the one command CI runs — setup, a full build, the
+//! whole suite under nextest, one test at a time, then every fuzz target
+//! for a bounded time, with each phase timed.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::context::{self, Context};
-use crate::setup;
+use crate::{fuzz, setup};
 
 /// Workspace members that only build for the BPF target. `sluice-ebpf` is
 /// built by the userspace crate's build script (aya-build, the Rust
@@ -18,6 +19,9 @@ const BPF_ONLY_PACKAGES: &[&str] = &["sluice-ebpf"];
 /// Arguments for `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Seconds each fuzz target runs in the fuzz phase (0: no fuzz phase).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    fuzz_time: u64,
     /// Passed to `cargo nextest run` as they are: a test filter, `--no-capture`,
     /// `-E 'test(/gateway/)'`, ... Put them after `--`.
     #[arg(
@@ -44,7 +48,7 @@ fn run_phases(ctx: &Context, args: &Args, timer: &mut PhaseTimer) -> Result<()> 
         context::run(&mut build)
     })?;
 
-    timer.phase("test", || {
+    let tested = timer.phase("test", || {
         let mut nextest = ctx.cargo([
             "nextest",
             "run",
@@ -62,7 +66,18 @@ fn run_phases(ctx: &Context, args: &Args, timer: &mut PhaseTimer) -> Result<()> 
             // of skipping: on CI a skip would hide a broken machine.
             .env("SLUICE_REQUIRE_PRIVILEGED", "1");
         context::run(&mut nextest)
-    })
+    });
+
+    // The fuzzers run whatever nextest said: both verdicts are worth
+    // having from one CI run.
+    let fuzzed = if args.fuzz_time > 0 {
+        timer.phase("fuzz", || {
+            fuzz::run(ctx, &fuzz::Args::all_for(args.fuzz_time))
+        })
+    } else {
+        Ok(())
+    };
+    tested.and(fuzzed)
 }
 
 fn excludes() -> impl Iterator<Item = &'static str> {
