@@ -9,6 +9,7 @@
 //! workspace root, target directory, `PATH` and how child processes are run).
 
 mod context;
+mod deny;
 mod dist;
 mod fuzz;
 mod lab;
@@ -88,6 +89,15 @@ enum Task {
     /// cargo-fuzz (`cargo xtask setup` installs it); not root.
     Fuzz(fuzz::Args),
 
+    /// Review the dependencies with cargo deny (deny.toml).
+    ///
+    /// Licences (permissive only), banned and wildcard versions, sources
+    /// (crates.io only) must pass; so must RustSec's advisories when its
+    /// database (a git repository on github.com) can be fetched, and when it
+    /// cannot, says so and leaves that check to a machine that can. Needs
+    /// cargo-deny (`cargo xtask setup` installs it); not root.
+    Deny,
+
     /// Bring the lab topology up or down, or show it (delegates to `sluice-lab`).
     ///
     /// Builds the `sluice` and `sluice-lab` packages (debug) and then runs
@@ -143,6 +153,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(&ctx),
         Task::Test(args) => test::run(&ctx, &args),
         Task::Fuzz(args) => fuzz::run(&ctx, &args),
+        Task::Deny => deny::run(&ctx),
         Task::Lab(args) => lab::lab(&ctx, &args),
         Task::Demo(args) => lab::demo(&ctx, &args),
         Task::Bench(args) => lab::bench(&ctx, &args),

@@ -128,6 +128,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     bpf_linker(ctx)?;
     cargo_nextest(ctx)?;
     cargo_fuzz(ctx)?;
+    cargo_deny(ctx)?;
     bpffs(ctx);
     cgroup2();
     btf();
@@ -647,6 +648,30 @@ fn cargo_fuzz(ctx: &Context) -> Result<()> {
         "cargo-fuzz",
         "--version",
         CARGO_FUZZ_VERSION,
+        "--locked",
+        "--force",
+    ]))?;
+    ok(&thing);
+    Ok(())
+}
+
+/// Step 4c: cargo-deny, the dependency review (`deny.toml`) that `cargo
+/// xtask deny` and the first check of `cargo xtask test` run.
+fn cargo_deny(ctx: &Context) -> Result<()> {
+    let version = crate::deny::CARGO_DENY_VERSION;
+    let thing = format!("cargo-deny {version}");
+    match first_line_if_ok(&mut ctx.cargo(["deny", "--version"])) {
+        Some(v) if v.split_whitespace().last() == Some(version) => {
+            present(&v);
+            return Ok(());
+        }
+        Some(v) => doing(&thing, &format!("replacing {v}")),
+        None => doing(&thing, "installing"),
+    }
+    context::run(&mut ctx.cargo_install([
+        "cargo-deny",
+        "--version",
+        version,
         "--locked",
         "--force",
     ]))?;

@@ -1,13 +1,14 @@
-//! `cargo xtask test`: the one command CI runs — setup, a full build, the
-//! whole suite under nextest, one test at a time, then every fuzz target
-//! for a bounded time, with each phase timed.
+//! `cargo xtask test`: the one command CI runs — setup, the dependency
+//! review (`cargo deny`), a full build, the whole suite under nextest, one
+//! test at a time, then every fuzz target for a bounded time, with each
+//! phase timed.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::context::{self, Context};
-use crate::{fuzz, setup};
+use crate::{deny, fuzz, setup};
 
 /// Workspace members that only build for the BPF target. `sluice-ebpf` is
 /// built by the userspace crate's build script (aya-build, the Rust
@@ -41,6 +42,10 @@ pub fn run(ctx: &Context, args: &Args) -> Result<()> {
 
 fn run_phases(ctx: &Context, args: &Args, timer: &mut PhaseTimer) -> Result<()> {
     timer.phase("setup", || setup::run(ctx))?;
+
+    // The dependency review needs no build; its verdict joins the others'
+    // at the end, so a licence problem does not hide the tests' results.
+    let reviewed = timer.phase("deny", || deny::run(ctx));
 
     timer.phase("build", || {
         let mut build = ctx.cargo(["build", "--workspace"]);
@@ -77,7 +82,7 @@ fn run_phases(ctx: &Context, args: &Args, timer: &mut PhaseTimer) -> Result<()> 
     } else {
         Ok(())
     };
-    tested.and(fuzzed)
+    reviewed.and(tested).and(fuzzed)
 }
 
 fn excludes() -> impl Iterator<Item = &'static str> {
