@@ -57,6 +57,14 @@ pub struct BenchArgs {
     args: Vec<String>,
 }
 
+/// Arguments for `cargo xtask soak`.
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// How long the clients run, in minutes.
+    #[arg(long, default_value_t = 10)]
+    minutes: u32,
+}
+
 #[derive(Clone, Copy)]
 enum Profile {
     Debug,
@@ -86,6 +94,15 @@ pub fn bench(ctx: &Context, args: &BenchArgs) -> Result<()> {
     Err(context::exec(
         lab_command(ctx, bin).arg("bench").args(&args.args),
     ))
+}
+
+pub fn soak(ctx: &Context, args: &SoakArgs) -> Result<()> {
+    let bin = build(ctx, Profile::Release)?;
+    Err(context::exec(lab_command(ctx, bin).args([
+        "soak".to_owned(),
+        "--minutes".to_owned(),
+        args.minutes.to_string(),
+    ])))
 }
 
 /// Builds the daemon and the lab driver; returns the driver's path.

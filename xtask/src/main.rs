@@ -134,6 +134,17 @@ enum Task {
     /// root.
     Bench(lab::BenchArgs),
 
+    /// Soak sluice for a while and check its memory and descriptors stay
+    /// flat (delegates to `sluice-lab soak`).
+    ///
+    /// Builds `sluice` and `sluice-lab` in release mode and runs 32 clients
+    /// with mixed statements (reads, writes, a refused statement, masked
+    /// reads) through sluice full in the lab for `--minutes` (default 10),
+    /// sampling sluice's RSS and open descriptors every 5 s. Writes
+    /// bench/results/soak.{json,md}; fails if either grows beyond the
+    /// tolerance stated there after the warm-up. Needs root.
+    Soak(lab::SoakArgs),
+
     /// Build the release artifacts: a tarball and a Debian package.
     ///
     /// Builds `sluice` in release mode (unless `--binary` names one), makes
@@ -157,6 +168,7 @@ fn main() -> ExitCode {
         Task::Lab(args) => lab::lab(&ctx, &args),
         Task::Demo(args) => lab::demo(&ctx, &args),
         Task::Bench(args) => lab::bench(&ctx, &args),
+        Task::Soak(args) => lab::soak(&ctx, &args),
         Task::Dist(args) => dist::run(&ctx, &args),
     });
     match result {
