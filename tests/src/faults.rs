@@ -171,3 +171,16 @@ pub fn wal_bytes(store: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Open descriptors of `pid` on files under `dir` (the store's tables and
+/// logs: RocksDB keeps every table file open, so their number follows the
+/// store's size, not the load).
+pub fn fds_under(pid: u32, dir: &Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+                .count()
+        })
+        .unwrap_or(0)
+}

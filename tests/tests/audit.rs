@@ -6,7 +6,6 @@
 //! Real kernel interception in namespaces, real PostgreSQL, real psql and
 //! pgbench on the agent host, the real `sluice` binary for the auditor.
 use std::{
-    collections::HashMap,
     fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
     process::Output,
@@ -15,6 +14,7 @@ use std::{
 
 use sluice_lab::{
     daemon::store_dir,
+    faults::{allowed_statements, executed_statements, export_events},
     netns, postgres, require_privileged,
     scenario::{GatewayRun, start_custom, start_with_test_policy},
 };
@@ -228,35 +228,6 @@ fn a1_sessions_are_recorded_and_the_auditor_can_list_show_export_verify_and_repl
     );
 }
 
-/// Statements PostgreSQL logged (`log_statement = all` for the agent role),
-/// with how many times each ran.
-fn executed(pg_log: &str) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for line in pg_log.lines() {
-        if let Some((_, stmt)) = line.split_once("LOG:  statement: ") {
-            *m.entry(stmt.trim().to_owned()).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
-/// Statements the store recorded as allowed, with counts.
-fn recorded(run: &GatewayRun) -> HashMap<String, usize> {
-    let export = run.scratch.0.join("crash-export.jsonl");
-    let out = audit(run, &["export", "--output", export.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let mut m = HashMap::new();
-    for line in fs::read_to_string(&export).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let e = &v["event"];
-        if e["kind"] == "statement" && e["decision"] == "allow" {
-            let t = e["text"].as_str().unwrap().trim().to_owned();
-            *m.entry(t).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
 #[test]
 fn a2_kill_9_under_pgbench_loses_no_executed_write() {
     if !require_privileged("a2") {
@@ -336,8 +307,8 @@ fn a2_kill_9_under_pgbench_loses_no_executed_write() {
     let (ok, _, err) = run.agent_psql(&host, "SELECT 'after the last restart'");
     assert!(ok, "{err}");
     wait_ended(&run, 1);
-    let executed = executed(&run.pg.log_text());
-    let recorded = recorded(&run);
+    let executed = executed_statements(&run.pg.log_text());
+    let recorded = allowed_statements(&export_events(&run.daemon, &run.scratch.0));
     let total: usize = executed.values().sum();
     assert!(total > 100, "pgbench ran only {total} statements");
     // A write runs only once its record is durable, so none may be
