@@ -98,9 +98,18 @@ async fn relay_one(
             facts: &recorded,
         };
         let dial_to = |addr: SocketAddr| async move {
-            let up = dial(relay, addr)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            // The engines name the leg ("upstream: …"): pass the address
+            // and the cause, not this crate's own "upstream …" prefix.
+            let up = dial(relay, addr).await.map_err(|e| match e {
+                SessionError::Upstream { addr, source } => {
+                    std::io::Error::new(source.kind(), format!("{addr}: {source}"))
+                }
+                SessionError::UpstreamTimeout(addr) => std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{addr}: connect timed out"),
+                ),
+                other => std::io::Error::other(other.to_string()),
+            })?;
             up.set_nodelay(true)?;
             Ok(up)
         };
