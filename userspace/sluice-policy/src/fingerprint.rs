@@ -15,8 +15,8 @@
 //! When the text holds anything the scanner is not sure of — a backslash in
 //! a string (its meaning depends on `standard_conforming_strings`), an
 //! unterminated quote or comment, a `$` that does not open a dollar quote
-//! or name a parameter — there is no fingerprint, and the exact text is the
-//! cache key.
+//! or name a parameter, a `?` of its own (which would read as a replaced
+//! literal) — there is no fingerprint, and the exact text is the cache key.
 //!
 //! MySQL ([`fingerprint_in`]) is fingerprinted after it is read the way
 //! the server reads it (executable comments unwrapped, comments dropped),
@@ -186,6 +186,11 @@ pub(crate) fn fingerprint_mysql(text: &str) -> Option<String> {
                 while !text.is_char_boundary(i) {
                     i += 1;
                 }
+                // A prepared statement's placeholder would read as a
+                // replaced literal: no shape (see `fingerprint`).
+                if text[start..i].contains('?') {
+                    return None;
+                }
                 out.push_str(&text[start..i]);
                 prev = Prev::Op(start, i);
                 statement_start = false;
@@ -309,6 +314,12 @@ pub fn fingerprint(sql: &str) -> Option<String> {
                 }
                 if i == start {
                     i += 1;
+                }
+                // A `?` of the text itself (a jsonb operator, a driver's
+                // placeholder, junk) would read as a replaced literal: the
+                // shape would be ambiguous, so there is none.
+                if sql[start..i].contains('?') {
+                    return None;
                 }
                 out.push_str(&sql[start..i]);
                 prev = Prev::Op(start, i);
@@ -436,6 +447,10 @@ mod tests {
                 Some("update t set x = x + -? where id = ?"),
             ),
             ("select * from t limit 10", Some("select * from t limit 10")),
+            // Found by fuzzing: `r=?` was its own shape, and that of `r=0`,
+            // so one's cached analysis answered for the other.
+            ("select x where r=?", None),
+            ("select doc ? 'k' from t where id = 1", None),
             (
                 "select * from t limit 10 offset 20",
                 Some("select * from t limit 10 offset 20"),
@@ -504,6 +519,7 @@ mod tests {
                 "SELECT abalance FROM accounts WHERE aid = 42",
                 Some("SELECT abalance FROM accounts WHERE aid = ?"),
             ),
+            ("select * from t where a = ?", None),
             (
                 "select * from t where a='x' and b <> 2.5",
                 Some("select * from t where a=? and b <> ?"),
