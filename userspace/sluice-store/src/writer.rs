@@ -75,6 +75,12 @@ pub(crate) fn db_options() -> Options {
     o.set_write_buffer_size(8 << 20);
     o.set_db_write_buffer_size(16 << 20);
     o.set_max_total_wal_size(64 << 20);
+    // Bounded descriptors: by default RocksDB keeps every table file open,
+    // so its share of the daemon's open-file limit grew with the store's
+    // size, in competition with sessions (two sockets each). 256 is far
+    // above a working set of recent tables; older ones are reopened on the
+    // rare read (audit export, verify).
+    o.set_max_open_files(256);
     o
 }
 
