@@ -9,7 +9,10 @@
 //!   ([`sign`]). [`codec`] is the on-disk format.
 //! - Durability: [`SessionLog::durable`] returns once every event recorded
 //!   so far is on disk (fsync). The writer commits whatever all sessions
-//!   have queued in one write: group commit.
+//!   have queued in one write: group commit. A write that holds only
+//!   outcomes (what a completed command sent, recorded after it was sent)
+//!   is fsynced with the next write someone waits for, or at most
+//!   [`LAZY_SYNC`] later: no statement waits on the disk twice.
 //! - [`read`] opens a store for auditors (read-only, also while the daemon
 //!   runs); [`verify`] checks a store or an export; [`export`] writes
 //!   JSONL and CSV.
@@ -75,11 +78,17 @@ pub enum StoreError {
     Closed,
 }
 
+/// Longest time an outcome event waits for its fsync under
+/// [`Durability::Sync`] when no statement's record comes to carry it.
+pub const LAZY_SYNC: Duration = Duration::from_millis(20);
+
 /// When an event counts as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// On disk (fsync) before [`SessionLog::durable`] returns: a statement
-    /// reaches the database only once its event survives a crash.
+    /// reaches the database, and its answer the client, only once its event
+    /// survives a crash. Outcome events (recorded after the answer left)
+    /// ride on the next fsync, at most [`LAZY_SYNC`] later.
     Sync,
     /// Written to the log at once, fsynced at most `window` later: up to
     /// `window` of events may be lost in a power failure (not a process crash).
@@ -163,6 +172,9 @@ enum Msg {
         seq: u32,
         body: Vec<u8>,
         note: Note,
+        /// Someone will wait for it (all but outcomes): its write is
+        /// fsynced at once under [`Durability::Sync`].
+        urgent: bool,
     },
     /// Reply once everything sent before it by this session is durable.
     Barrier {
@@ -200,6 +212,7 @@ struct Inner {
     public: PublicKey,
     path: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    syncs: Arc<AtomicU64>,
 }
 
 #[cfg(feature = "rocksdb")]
@@ -225,7 +238,8 @@ impl Store {
     /// sessions get an "interrupted" end, unsigned events a checkpoint),
     /// and start the writer.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
-        let (writer, next_session, public) = writer::Writer::open(options)?;
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (writer, next_session, public) = writer::Writer::open(options, syncs.clone())?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sluice-store".into())
@@ -238,6 +252,7 @@ impl Store {
                 public,
                 path: options.path.clone(),
                 thread: Mutex::new(Some(thread)),
+                syncs,
             }),
         })
     }
@@ -250,6 +265,12 @@ impl Store {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// How many times the writer has fsynced the log since the store was
+    /// opened (sync writes and lazy syncs; for tests and benchmarks).
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
     }
 
     fn send(&self, msg: Msg) -> bool {
@@ -372,6 +393,7 @@ impl SessionLog {
 
     fn send(&self, event: &Event, note: Note) -> u32 {
         let body = event.to_json();
+        let urgent = !matches!(event, Event::Outcome(_));
         // The lock orders seq numbers and channel sends together.
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         let seq = *next;
@@ -381,6 +403,7 @@ impl SessionLog {
             seq,
             body,
             note,
+            urgent,
         });
         if !sent {
             self.failed.store(true, Ordering::Relaxed);
