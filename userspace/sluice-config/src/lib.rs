@@ -144,9 +144,11 @@ pub struct StoreConfig {
     /// `"sync"`: a statement reaches the database only once its event is
     /// on disk (fsync, group-committed across sessions); in MySQL sessions
     /// one the policy knows changes nothing (a plain SELECT, BEGIN, COMMIT)
-    /// runs meanwhile and its answer waits for the fsync. `"batch"`: events
-    /// are written at once and fsynced every `batch_window_ms`, so a power
-    /// failure can lose that window (a crash of sluice alone loses nothing).
+    /// runs meanwhile and its answer waits for the fsync. A command's
+    /// outcome (recorded after its answer left) rides on the next fsync, at
+    /// most 20 ms later. `"batch"`: events are written at once and fsynced
+    /// every `batch_window_ms`, so a power failure can lose that window (a
+    /// crash of sluice alone loses nothing).
     pub durability: Durability,
     /// Longest time between fsyncs with `durability = "batch"`,
     /// milliseconds (1-1000).
