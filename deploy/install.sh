@@ -19,9 +19,6 @@ Installs sluice on this machine (or into a scratch root with --root):
                                           format = "token" (0600), made once
   /var/lib/sluice/                        state: the audit store and its
                                           signing key (0700)
-  /etc/systemd/system/sluice.service.d/10-kernel-before-5.8.conf
-                                          only on kernels before 5.8 (no
-                                          CAP_BPF there): adds CAP_SYS_ADMIN
   PREFIX/share/man/man1/sluice*.1         man pages
   PREFIX/share/{bash-completion,zsh,fish}/...  shell completions
 
@@ -194,22 +191,17 @@ put "$BINARY" "$BIN" 0755
 sed "s|/usr/local/bin/sluice|$BIN|g" "$HERE/sluice.service" >"$TMP/sluice.service"
 put "$TMP/sluice.service" "$UNIT" 0644
 
-# 3b. Kernels before 5.8 have no CAP_BPF/CAP_PERFMON: every bpf() call needs
-# CAP_SYS_ADMIN there, and only there does the unit get it (a drop-in).
-DROPIN=/etc/systemd/system/sluice.service.d/10-kernel-before-5.8.conf
+# 3b. sluice needs kernel 6.6 or later (TCX and BPF links); say so now rather
+# than at the first start. `sluice doctor` checks the rest.
 if [ -n "$ROOT" ]; then
-    say skipped "kernel check for CAP_SYS_ADMIN (the kernel of $ROOT's machine is unknown)"
+    say skipped "kernel check (the kernel of $ROOT's machine is unknown)"
 else
     kernel=$(uname -r)
     major=${kernel%%.*}
     minor=${kernel#*.}
     minor=${minor%%[!0-9]*}
-    if [ "$major" -lt 5 ] || { [ "$major" -eq 5 ] && [ "${minor:-0}" -lt 8 ]; }; then
-        printf '# Kernel %s (before 5.8): bpf() needs CAP_SYS_ADMIN.\n[Service]\nCapabilityBoundingSet=CAP_SYS_ADMIN\nAmbientCapabilities=CAP_SYS_ADMIN\n' \
-            "$kernel" >"$TMP/dropin.conf"
-        put "$TMP/dropin.conf" "$DROPIN" 0644
-    else
-        say skipped "CAP_SYS_ADMIN drop-in (kernel $kernel has CAP_BPF)"
+    if [ "$major" -lt 6 ] || { [ "$major" -eq 6 ] && [ "${minor:-0}" -lt 6 ]; }; then
+        echo "warning: kernel $kernel is older than 6.6: sluice will not start here (run \`sluice doctor\`)" >&2
     fi
 fi
 

@@ -105,10 +105,6 @@ fi
 # 2. What sluice owns.
 remove "$BIN"
 remove "$UNIT"
-if [ -e "$ROOT$UNIT.d/10-kernel-before-5.8.conf" ]; then
-    remove "$UNIT.d/10-kernel-before-5.8.conf"
-    rmdir "$ROOT$UNIT.d" 2>/dev/null || true
-fi
 found=0
 for page in "$ROOT$MAN1"/sluice.1 "$ROOT$MAN1"/sluice-*.1 "$ROOT$MAN1"/sluice.1.gz "$ROOT$MAN1"/sluice-*.1.gz; do
     [ -e "$page" ] || continue

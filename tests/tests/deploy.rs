@@ -323,15 +323,7 @@ fn the_unit_passes_systemd_analyze_verify_and_is_hardened() {
 
     // The capabilities the issue allows, and no others.
     let caps = directive(&text, "CapabilityBoundingSet");
-    assert_eq!(
-        caps,
-        [
-            "CAP_BPF",
-            "CAP_NET_ADMIN",
-            "CAP_PERFMON",
-            "CAP_SYS_RESOURCE"
-        ]
-    );
+    assert_eq!(caps, ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]);
     assert_eq!(directive(&text, "AmbientCapabilities"), caps);
     for (key, want) in [
         ("ProtectSystem", "strict"),
@@ -435,7 +427,7 @@ fn the_kubernetes_manifest_parses_and_its_config_checks() {
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
     assert_eq!(
         sc["capabilities"]["add"],
-        serde_json::json!(["BPF", "NET_ADMIN", "PERFMON", "SYS_RESOURCE"])
+        serde_json::json!(["BPF", "NET_ADMIN", "PERFMON"])
     );
     let volumes = pod["volumes"].as_array().unwrap();
     let host_path = |name: &str| {

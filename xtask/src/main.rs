@@ -47,8 +47,8 @@ enum Task {
     /// its own servers inside network namespaces). It adds the Rust release
     /// pinned in ebpf/toolchain.txt with rust-src through rustup (it builds
     /// the eBPF programs, and the fuzz targets) and checks its LLVM is
-    /// bpf-linker's, installs bpf-linker, cargo-nextest and cargo-fuzz
-    /// (pinned) into ~/.cargo/bin with `cargo install`, and creates the
+    /// bpf-linker's, installs bpf-linker, cargo-nextest, cargo-fuzz and
+    /// cargo-deny (pinned) into ~/.cargo/bin with `cargo install`, and creates the
     /// lab's Python venv at /var/lib/sluice-lab/venv with psycopg 3 from PyPI
     /// (python3-venv). Finally it checks
     /// the kernel: mounts bpffs at /sys/fs/bpf if it is not mounted, and reports
@@ -57,9 +57,10 @@ enum Task {
     /// registries; needs no terminal.
     Setup,
 
-    /// Run the whole test suite the way CI does: setup, build, nextest, fuzz.
+    /// Run the whole test suite the way CI does: setup, deny, build, nextest, fuzz.
     ///
-    /// Runs `setup` first (so it needs root), then `cargo build --workspace`
+    /// Runs `setup` first (so it needs root), then `cargo xtask deny` (licences,
+    /// bans and sources of every dependency), then `cargo build --workspace`
     /// (which builds the eBPF object through the userspace build script;
     /// `sluice-ebpf` itself is excluded, it only builds for the BPF target),
     /// then `cargo nextest run --workspace --no-fail-fast --test-threads 1` with
@@ -102,7 +103,7 @@ enum Task {
     ///
     /// Builds the `sluice` and `sluice-lab` packages (debug) and then runs
     /// `sluice-lab lab <up|down|status>`. The lab creates network namespaces,
-    /// veth pairs, policy routes, cgroups and PostgreSQL/pgbouncer servers on
+    /// veth pairs, policy routes, cgroups and a PostgreSQL server on
     /// this machine, and loads sluice's eBPF programs; `down` removes all of
     /// it. Needs root.
     Lab(lab::LabArgs),
