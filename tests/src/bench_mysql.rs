@@ -1487,7 +1487,7 @@ fn json(
         "{{\n  \"suite\": \"mysql\",\n  \"command\": {},\n  \"quick\": {},\n  \"duration_s\": {},\n  \"runs_per_point\": {},\n  \
          \"median_of\": \"runs, by tps\",\n  \"tables\": {TABLES},\n  \"table_size\": {TABLE_SIZE},\n  \
          \"latency_source\": \"sysbench --histogram of each run, per transaction\",\n  \
-         \"machine\": {{\"kernel\": {}, \"cpu\": {}, \"cpus\": {}}},\n  \
+         \"machine\": {},\n  \
          \"versions\": {{\"mariadb\": {}, \"sysbench\": {}, \"commit\": {}}},\n  \
          \"loadavg_start\": {},\n  \"loadavg_end\": {},\n  \
          \"sluice\": {{\"policy_default\": \"allow\", \"deny_rule\": \"without_where\", \"deny_patterns\": [{}], \
@@ -1501,9 +1501,7 @@ fn json(
         opts.quick,
         opts.duration,
         opts.runs,
-        json_str(&kernel()),
-        json_str(&cpu_model()),
-        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        crate::bench_report::machine(),
         json_str(&meta.mariadb),
         json_str(sysbench),
         json_str(commit),

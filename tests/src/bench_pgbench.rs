@@ -511,7 +511,7 @@ fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Re
         if opts.runs == 1 { "" } else { "s" },
         clients.join(", "),
         bench_report::loadavg(),
-        bench_report::machine_line(&machine),
+        bench_report::machine_line(&machine, "pgbench"),
     )?;
     writeln!(
         md,

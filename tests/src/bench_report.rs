@@ -142,9 +142,22 @@ pub fn machine() -> Value {
     })
 }
 
-/// The machine as one markdown sentence.
-pub fn machine_line(m: &Value) -> String {
+/// The software a suite's figures depend on, as named in [`machine`].
+fn software(suite: &str) -> &'static [&'static str] {
+    match suite {
+        "pgbench" => &["postgresql", "pgbouncer"],
+        "mysql" => &["mariadb", "sysbench"],
+        "micro" => &["rustc"],
+        "soak" => &["postgresql", "mariadb"],
+        _ => &["postgresql"],
+    }
+}
+
+/// The machine as one markdown sentence, with the versions of what
+/// `suite` measured.
+pub fn machine_line(m: &Value, suite: &str) -> String {
     let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    let versions: Vec<String> = software(suite).iter().map(|k| s(k)).collect();
     format!(
         "{} CPUs ({}), {} GiB, {}, kernel {}; {}; commit {}, {}",
         m.get("cpus").and_then(Value::as_u64).unwrap_or(0),
@@ -152,7 +165,7 @@ pub fn machine_line(m: &Value) -> String {
         m.get("memory_gib").and_then(Value::as_u64).unwrap_or(0),
         s("os"),
         s("kernel"),
-        s("postgresql"),
+        versions.join("; "),
         s("commit"),
         s("date"),
     )
@@ -430,7 +443,7 @@ pub fn assemble() -> anyhow::Result<()> {
             )?;
         }
         if let Some(m) = json.get("machine") {
-            machines.push((suite, machine_line(m)));
+            machines.push((suite, machine_line(m, suite)));
         }
         writeln!(sections, "## {title}\n")?;
         writeln!(

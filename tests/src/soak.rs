@@ -267,7 +267,7 @@ pub fn run(minutes: u32) -> anyhow::Result<()> {
          (`/proc/<pid>/fd`) are sampled every {} s.\n",
         SAMPLE_EVERY.as_secs()
     )?;
-    writeln!(md, "{}\n", machine_line(&m))?;
+    writeln!(md, "{}\n", machine_line(&m, "soak"))?;
     writeln!(
         md,
         "**Rule**: after a warm-up of {warmup} s, the median of the last minute's samples may \
