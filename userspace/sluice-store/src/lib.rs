@@ -40,7 +40,7 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         mpsc,
     },
 };
@@ -196,7 +196,7 @@ enum Msg {
 /// What the writer needs to know of an event beyond its bytes.
 enum Note {
     None,
-    Start(Box<SessionSummary>),
+    Start(Box<SessionSummary>, Arc<AtomicU32>),
     Decision(String),
     End {
         reason: String,
@@ -298,8 +298,12 @@ impl Store {
             session,
             next: Mutex::new(0),
             failed: AtomicBool::new(false),
+            durable: Arc::new(AtomicU32::new(0)),
         };
-        log.send(&Event::SessionStart(start), Note::Start(Box::new(summary)));
+        log.send(
+            &Event::SessionStart(start),
+            Note::Start(Box::new(summary), log.durable.clone()),
+        );
         log
     }
 
@@ -361,6 +365,10 @@ pub struct SessionLog {
     session: u64,
     next: Mutex<u32>,
     failed: AtomicBool,
+    /// How many of its events the writer has made durable (written, under
+    /// batch durability): [`SessionLog::durable`] returns at once when
+    /// that covers everything recorded, with no round trip to the writer.
+    durable: Arc<AtomicU32>,
 }
 
 #[cfg(feature = "rocksdb")]
@@ -417,6 +425,12 @@ impl SessionLog {
     pub async fn durable(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Relaxed) {
             return Err(StoreError::Closed);
+        }
+        // The writer advances the mark only after a successful write (and
+        // fsync, under sync durability) holding every event below it.
+        let recorded = *self.next.lock().unwrap_or_else(|e| e.into_inner());
+        if self.durable.load(Ordering::Acquire) >= recorded {
+            return Ok(());
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         if !self.store.send(Msg::Barrier {

@@ -14,7 +14,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         mpsc,
     },
     time::{Duration, Instant},
@@ -47,6 +47,15 @@ struct Open {
     head: Hash,
     summary: SessionSummary,
     decisions: HashSet<String>,
+    /// The session's durable mark ([`crate::SessionLog::durable`]).
+    durable: Arc<AtomicU32>,
+}
+
+impl Open {
+    /// Every event applied so far is durable.
+    fn mark_durable(&self) {
+        self.durable.store(self.next_seq, Ordering::Release);
+    }
 }
 
 pub(crate) struct Writer {
@@ -68,6 +77,9 @@ pub(crate) struct Writer {
     next_session: u64,
     /// fsyncs so far ([`crate::Store::syncs`]).
     syncs: Arc<AtomicU64>,
+    /// Sessions with events written but not yet fsynced (sync durability):
+    /// their durable marks move at the next fsync.
+    lazy: HashSet<u64>,
 }
 
 pub(crate) fn db_options() -> Options {
@@ -175,6 +187,7 @@ impl Writer {
             last_retention: None,
             next_session,
             syncs,
+            lazy: HashSet::new(),
         };
         w.recover()?;
         // The Store hands out ids from here; `commit` moves the stored mark
@@ -371,9 +384,19 @@ impl Writer {
             .map_err(|e| StoreError::Write(format!("fsync: {}", e.into_string())));
         if r.is_ok() {
             self.unsynced = false;
+            self.mark_lazy_durable();
         }
         self.last_sync = Instant::now();
         r
+    }
+
+    /// After an fsync: what was written without one is durable now.
+    fn mark_lazy_durable(&mut self) {
+        for session in self.lazy.drain() {
+            if let Some(open) = self.open.get(&session) {
+                open.mark_durable();
+            }
+        }
     }
 
     fn housekeeping(&mut self) {
@@ -446,6 +469,7 @@ impl Writer {
                             head: o.head,
                             summary: o.summary.clone(),
                             decisions: o.decisions.clone(),
+                            durable: o.durable.clone(),
                         }));
                         undo_dirty.insert(session, self.dirty.get(&session).copied());
                     }
@@ -471,8 +495,22 @@ impl Writer {
                 if sync {
                     self.unsynced = false;
                     self.last_sync = Instant::now();
+                    self.mark_lazy_durable();
                 } else {
                     self.unsynced = true;
+                }
+                for session in &touched {
+                    match self.open.get(session) {
+                        // Durable now: synced, or written under batch
+                        // durability (where written is what counts).
+                        Some(open) if sync || self.options.durability != Durability::Sync => {
+                            open.mark_durable();
+                        }
+                        Some(_) => {
+                            self.lazy.insert(*session);
+                        }
+                        None => {}
+                    }
                 }
             }
             r
@@ -556,7 +594,7 @@ impl Writer {
         note: Note,
         now: u64,
     ) {
-        if let Note::Start(summary) = note {
+        if let Note::Start(summary, durable) = note {
             // Never write over a recorded session (an id handed out twice
             // would replace evidence): refuse the new one instead.
             if !matches!(
@@ -603,6 +641,7 @@ impl Writer {
                     head: codec::genesis(session),
                     summary,
                     decisions: HashSet::new(),
+                    durable,
                 },
             );
             return self.apply(batch, session, seq, body, Note::None, now);

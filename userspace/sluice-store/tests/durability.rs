@@ -159,3 +159,24 @@ fn a_lone_outcome_is_synced_within_the_lazy_window() {
         "the outcome waited {waited:?} for its fsync (window {LAZY_SYNC:?})"
     );
 }
+
+/// Events the writer has already made durable need no round trip to it:
+/// `durable()` answers from the session's mark, even once the store has
+/// closed. Something recorded after that is refused.
+#[test]
+fn durable_answers_from_the_mark_without_the_writer() {
+    let s = Scratch::new("mark");
+    let store = open(&s);
+    let rt = runtime();
+    let log = session(&store);
+    statement(&log, 0);
+    rt.block_on(log.durable()).unwrap();
+    store.close();
+    rt.block_on(log.durable())
+        .expect("everything recorded was durable before the store closed");
+    statement(&log, 1);
+    assert!(
+        rt.block_on(log.durable()).is_err(),
+        "an event recorded after the store closed was called durable"
+    );
+}
