@@ -14,6 +14,11 @@
 //!   value, and every statement recorded durably (`durability = "sync"`)
 //!   before it may leave.
 //!
+//! Then *where sluice full's time goes*: sluice restarts twice with one
+//! line of its config changed — the store's fsyncs batched
+//! (`durability = "batch"`), then the store off — and each workload runs
+//! again at the headline client count, alternating with direct.
+//!
 //! Workloads: `-S` (select-only) and `-N` (simple update: five statements a
 //! transaction, three of them writes), each in the simple and the prepared
 //! protocol, at each client count. Every point's routes run back to back,
@@ -89,6 +94,10 @@ enum Route {
     Pgbouncer,
     Relay,
     Full,
+    /// sluice full with `durability = "batch"` (the breakdown).
+    FullBatch,
+    /// sluice full with the audit store off (the breakdown).
+    FullNoStore,
 }
 
 const ROUTES: [Route; 4] = [Route::Direct, Route::Pgbouncer, Route::Relay, Route::Full];
@@ -100,7 +109,14 @@ impl Route {
             Route::Pgbouncer => "pgbouncer",
             Route::Relay => "sluice relay",
             Route::Full => "sluice full",
+            Route::FullBatch => "sluice full, batch",
+            Route::FullNoStore => "sluice full, store off",
         }
+    }
+
+    /// Through sluice's PostgreSQL engine.
+    fn engine(self) -> bool {
+        matches!(self, Route::Full | Route::FullBatch | Route::FullNoStore)
     }
 }
 
@@ -200,6 +216,8 @@ impl Lab {
         let r = scenario::start_custom(TAG, INDEX, |p| {
             relay_ip = p.lab.add_db_address(4);
             scenario::Custom {
+                // Spelled out: the breakdown replaces this line.
+                store: "durability = \"sync\"".into(),
                 sections: format!(
                     "{FULL_POLICY}\n[[targets]]\nname = \"bench-relay\"\naddress = \"{relay_ip}/32\"\nport = 5432\nprotocol = \"tcp\"\n"
                 ),
@@ -238,7 +256,7 @@ impl Lab {
             Route::Direct => (&self.direct_ip, 5432),
             Route::Pgbouncer => (&self.r.lab.gw_agent_ip, crate::bench::PGBOUNCER_PORT),
             Route::Relay => (&self.relay_ip, 5432),
-            Route::Full => (&self.r.lab.db_ip, 5432),
+            Route::Full | Route::FullBatch | Route::FullNoStore => (&self.r.lab.db_ip, 5432),
         }
     }
 
@@ -372,14 +390,15 @@ impl Lab {
         // Direct and pgbouncer expect no sluice session: the tally only
         // has to stop moving (waiting for `clients` sessions there cost 5 s
         // a run).
-        let expected = match route {
-            Route::Full | Route::Relay => point.clients,
-            Route::Direct | Route::Pgbouncer => 0,
+        let expected = if route.engine() || route == Route::Relay {
+            point.clients
+        } else {
+            0
         };
         let (ended, allowed, denied, relayed) = self.sluice_tally(mark, expected);
         let want = run.transactions as u64 * point.workload.statements();
         match route {
-            Route::Full => {
+            Route::Full | Route::FullBatch | Route::FullNoStore => {
                 if denied > 0 {
                     bail!(
                         "sluice full denied {denied} of pgbench's statements: the policy must allow them all"
@@ -387,8 +406,9 @@ impl Lab {
                 }
                 if ended < point.clients || allowed < want {
                     bail!(
-                        "sluice full reported {ended} sessions and {allowed} allowed statements for {} clients and \
+                        "{} reported {ended} sessions and {allowed} allowed statements for {} clients and \
                          {want} statements pgbench logged: the run did not go through the PostgreSQL engine",
+                        route.name(),
                         point.clients
                     );
                 }
@@ -410,12 +430,42 @@ impl Lab {
         }
         Ok(run)
     }
+
+    /// Stop sluice, change one line of its config, start it again.
+    fn reconfigure(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.r.daemon.stop();
+        let config = fs::read_to_string(&self.r.daemon.config)?;
+        let changed = config.replacen(from, to, 1);
+        if changed == config {
+            bail!("the bench config has no `{from}` line to replace");
+        }
+        fs::write(&self.r.daemon.config, changed)?;
+        self.r.daemon.restart(None);
+        Ok(())
+    }
 }
+
+/// The breakdown's phases: the route, the config line changed, and what
+/// it means.
+const PHASES: [(Route, &str, &str, &str); 2] = [
+    (
+        Route::FullBatch,
+        "durability = \"sync\"",
+        "durability = \"batch\"",
+        "the audit store's fsyncs batched",
+    ),
+    (
+        Route::FullNoStore,
+        "durability = \"batch\"",
+        "enabled = false",
+        "the audit store off",
+    ),
+];
 
 /// Run the suite.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let load_start = bench_report::loadavg();
-    let lab = Lab::start()?;
+    let mut lab = Lab::start()?;
     let mut points = Vec::new();
     for workload in [Workload::SelectOnly, Workload::SimpleUpdate] {
         for prepared in [false, true] {
@@ -428,13 +478,18 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             }
         }
     }
-    let total = points.len() * ROUTES.len() * opts.runs;
+    let at = headline_clients(&opts.clients);
+    let breakdown_points: Vec<Point> = points.iter().copied().filter(|p| p.clients == at).collect();
+    let total = points.len() * ROUTES.len() * opts.runs
+        + PHASES.len() * breakdown_points.len() * 2 * opts.runs;
     println!(
-        "{} points × {} routes × {} runs of {} s: about {} min",
+        "{} points × {} routes × {} runs of {} s, then {} points × {} restarts × direct and sluice: about {} min",
         points.len(),
         ROUTES.len(),
         opts.runs,
         opts.duration,
+        breakdown_points.len(),
+        PHASES.len(),
         (total as u64 * (u64::from(opts.duration) + 1)).div_ceil(60)
     );
     eprintln!("  warming up (2 s per route, not reported) …");
@@ -482,8 +537,55 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         }
         measured.extend(by_route);
     }
+
+    // Where sluice full's time goes: the same points, each route beside a
+    // fresh direct run.
+    let mut breakdown: Vec<Measured> = Vec::new();
+    for (route, from, to, what) in PHASES {
+        eprintln!("  restarting sluice with {what} …");
+        lab.reconfigure(from, to)?;
+        lab.pgbench(breakdown_points[0], route, 2, false)?;
+        lab.settle();
+        for &point in &breakdown_points {
+            let mut pair = [Route::Direct, route].map(|route| Measured {
+                point,
+                route,
+                runs: Vec::new(),
+            });
+            for _ in 0..opts.runs {
+                for m in &mut pair {
+                    done += 1;
+                    eprint!(
+                        "  [{done:>3}/{total}] {:<22} {:>2} clients  {:<22} … ",
+                        point.label(),
+                        point.clients,
+                        m.route.name()
+                    );
+                    let run = lab.measure(point, m.route, opts.duration)?;
+                    eprintln!(
+                        "{:>7.0} tps  p50 {:>6.0} µs  p99 {:>6.0} µs",
+                        run.tps, run.p50_us, run.p99_us
+                    );
+                    m.runs.push(run);
+                }
+            }
+            breakdown.extend(pair);
+        }
+    }
     drop(lab);
-    report(opts, &measured, &load_start)
+    report(opts, &measured, &breakdown, &load_start)
+}
+
+/// The client count the headline ratios (and the breakdown) use:
+/// [`HEADLINE_CLIENTS`], or the largest count run below it.
+fn headline_clients(clients: &[u32]) -> u32 {
+    clients
+        .iter()
+        .copied()
+        .filter(|&c| c <= HEADLINE_CLIENTS)
+        .max()
+        .or_else(|| clients.iter().copied().min())
+        .unwrap_or(HEADLINE_CLIENTS)
 }
 
 fn find(measured: &[Measured], point: Point, route: Route) -> Option<&Measured> {
@@ -492,7 +594,12 @@ fn find(measured: &[Measured], point: Point, route: Route) -> Option<&Measured> 
         .find(|m| m.point == point && m.route == route)
 }
 
-fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Result<()> {
+fn report(
+    opts: &Options,
+    measured: &[Measured],
+    breakdown: &[Measured],
+    load_start: &str,
+) -> anyhow::Result<()> {
     let machine = bench_report::machine();
     let clients: Vec<String> = opts.clients.iter().map(u32::to_string).collect();
     let mut md = String::new();
@@ -583,6 +690,10 @@ fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Re
         )?;
     }
 
+    if !breakdown.is_empty() {
+        breakdown_section(&mut md, measured, breakdown)?;
+    }
+
     writeln!(md, "\n## Charts\n")?;
     for workload in [Workload::SelectOnly, Workload::SimpleUpdate] {
         for prepared in [false, true] {
@@ -622,7 +733,7 @@ fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Re
         }
     }
 
-    let headline = headlines(measured, &points);
+    let headline = headlines(measured, breakdown, &points);
     let data = json!({
         "command": format!("cargo xtask bench pgbench{}", if opts.quick { " --quick" } else { "" }),
         "quick": opts.quick,
@@ -635,6 +746,16 @@ fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Re
         "loadavg_end": bench_report::loadavg(),
         "machine": machine,
         "sluice_full_config": FULL_POLICY,
+        "breakdown": breakdown.iter().map(|m| json!({
+            "workload": m.point.workload.flag(),
+            "protocol": m.point.protocol(),
+            "clients": m.point.clients,
+            "route": m.route.name(),
+            "tps": m.tps(),
+            "p50_us": m.p50(),
+            "p99_us": m.p99(),
+            "runs": m.runs.iter().map(|r| r.tps).collect::<Vec<f64>>(),
+        })).collect::<Vec<Value>>(),
         "points": measured.iter().map(|m| json!({
             "workload": m.point.workload.flag(),
             "protocol": m.point.protocol(),
@@ -655,14 +776,10 @@ fn report(opts: &Options, measured: &[Measured], load_start: &str) -> anyhow::Re
 /// The report's headline figures: the full engine against direct and
 /// pgbouncer at [`HEADLINE_CLIENTS`] (or the largest count run), the relay
 /// alone, and the added latency at the smallest count.
-fn headlines(measured: &[Measured], points: &[Point]) -> Vec<Headline> {
+fn headlines(measured: &[Measured], breakdown: &[Measured], points: &[Point]) -> Vec<Headline> {
     let tps = |p: Point, r: Route| find(measured, p, r).map_or(0.0, Measured::tps);
-    let at = points
-        .iter()
-        .map(|p| p.clients)
-        .filter(|&c| c <= HEADLINE_CLIENTS)
-        .max()
-        .unwrap_or(HEADLINE_CLIENTS);
+    let clients: Vec<u32> = points.iter().map(|p| p.clients).collect();
+    let at = headline_clients(&clients);
     let least = points.iter().map(|p| p.clients).min().unwrap_or(1);
     let point = |workload, prepared, clients| Point {
         workload,
@@ -699,6 +816,28 @@ fn headlines(measured: &[Measured], points: &[Point]) -> Vec<Headline> {
     }
     let p = point(Workload::SelectOnly, false, at);
     if find(measured, p, Route::Direct).is_some() {
+        let full = ratio(tps(p, Route::Full), tps(p, Route::Direct));
+        out.push(Headline::judged(
+            format!(
+                "sluice full (masking rules loaded, durability sync) / direct, pgbench {}, {at} clients",
+                p.label()
+            ),
+            format!("{full:.2}×"),
+            "≥ 0.8× (issue 5)",
+            full >= 0.8,
+        ));
+        for route in [Route::FullBatch, Route::FullNoStore] {
+            if let Some(r) = breakdown_ratio(breakdown, p, route) {
+                out.push(Headline::info(
+                    format!(
+                        "{} / direct, pgbench {}, {at} clients",
+                        route.name(),
+                        p.label()
+                    ),
+                    format!("{r:.2}×"),
+                ));
+            }
+        }
         out.push(Headline::info(
             format!("sluice relay / direct, pgbench {}, {at} clients", p.label()),
             format!("{:.2}×", ratio(tps(p, Route::Relay), tps(p, Route::Direct))),
@@ -721,6 +860,79 @@ fn headlines(measured: &[Measured], points: &[Point]) -> Vec<Headline> {
         ));
     }
     out
+}
+
+/// A breakdown route's TPS over the direct run beside it.
+fn breakdown_ratio(breakdown: &[Measured], point: Point, route: Route) -> Option<f64> {
+    let mut it = breakdown.iter().filter(|m| m.point == point);
+    // Each phase adds (direct, route) in that order.
+    let mut last_direct = None;
+    for m in &mut it {
+        if m.route == Route::Direct {
+            last_direct = Some(m.tps());
+        } else if m.route == route {
+            return last_direct.map(|d| ratio(m.tps(), d));
+        }
+    }
+    None
+}
+
+/// The breakdown table: sluice full as deployed, with the store's fsyncs
+/// batched, and with no store, each against direct.
+fn breakdown_section(
+    md: &mut String,
+    measured: &[Measured],
+    breakdown: &[Measured],
+) -> anyhow::Result<()> {
+    writeln!(md, "\n## Where sluice full's time goes\n")?;
+    writeln!(
+        md,
+        "After the runs above, sluice restarted twice with its policy and masking unchanged: first with \
+         `durability = \"batch\"` (each event written to the store's log before the statement or its answer \
+         may leave, as with `sync`, but fsynced every `batch_window_ms` rather than before: a crash of sluice \
+         loses nothing, a power failure can lose that window), then with the audit store off (`enabled = false`: \
+         policy, masking and the content detectors only). Each route ran beside a fresh direct run, alternating. \
+         *sync* is sluice full from the table above.\n"
+    )?;
+    writeln!(
+        md,
+        "| workload | clients | sync / direct | batch / direct | store off / direct | relay / direct | p50 µs direct / sync / batch / off |\n|---|---:|---:|---:|---:|---:|---:|"
+    )?;
+    let mut points: Vec<Point> = Vec::new();
+    for m in breakdown {
+        if !points.contains(&m.point) {
+            points.push(m.point);
+        }
+    }
+    for p in points {
+        let main = |r: Route| find(measured, p, r);
+        let d = main(Route::Direct).map_or(0.0, Measured::tps);
+        let cell = |r: Option<f64>| r.map_or("—".into(), |r| format!("{r:.2}×"));
+        let p50 = |m: Option<&Measured>| m.map_or("—".into(), |m| format!("{:.0}", m.p50()));
+        let in_breakdown = |r: Route| breakdown.iter().find(|m| m.point == p && m.route == r);
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} / {} / {} / {} |",
+            p.label(),
+            p.clients,
+            cell(main(Route::Full).map(|m| ratio(m.tps(), d))),
+            cell(breakdown_ratio(breakdown, p, Route::FullBatch)),
+            cell(breakdown_ratio(breakdown, p, Route::FullNoStore)),
+            cell(main(Route::Relay).map(|m| ratio(m.tps(), d))),
+            p50(main(Route::Direct)),
+            p50(main(Route::Full)),
+            p50(in_breakdown(Route::FullBatch)),
+            p50(in_breakdown(Route::FullNoStore)),
+        )?;
+    }
+    writeln!(
+        md,
+        "\nThe step from *sync* to *batch* is waiting for the fsync (one per round trip at one client, shared by \
+         the sessions that meet in a group commit above that); from *batch* to *store off* is recording itself \
+         (encoding, hashing, the writer thread's round trip); from *store off* to *relay* is parsing, deciding and \
+         scanning every value."
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
