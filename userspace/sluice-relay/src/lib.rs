@@ -64,6 +64,9 @@ pub struct RelaySettings {
     /// Held statements and grants (`[approvals]`), shared with the admin
     /// API.
     pub approvals: Option<Arc<sluice_approvals::Broker>>,
+    /// The rules and masking behind `postgres.policy` (a reload hands its
+    /// own to these).
+    pub rules: Arc<policy::RulePolicy>,
 }
 
 /// Shared state of every accept loop.
@@ -183,14 +186,16 @@ impl Relay {
         })
     }
 
-    /// Take the policy and identity rules of `new` (a reloaded
-    /// configuration's settings) for sessions that start from now on;
-    /// sessions in progress keep theirs.
+    /// Take the policy, masking and identity rules of `new` (a reloaded
+    /// configuration's settings). New sessions start under them; sessions
+    /// in progress take the policy and masking at their next statement
+    /// (`policy.rs`) and keep the identity they were resolved to.
     pub fn reload(&self, new: &RelaySettings) {
-        *self.live_rules.write().unwrap_or_else(|e| e.into_inner()) = LiveRules {
-            policy: Arc::clone(&new.postgres.policy),
-            identities: new.identities.clone(),
-        };
+        self.settings.rules.adopt(&new.rules);
+        self.live_rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .identities = new.identities.clone();
     }
 
     fn rules(&self) -> LiveRules {

@@ -19,10 +19,20 @@
 //! masking too much is the safe direction). A row whose columns the engine
 //! cannot know, in a session that has masked anything or whose database
 //! holds sensitive columns, is redacted whole.
+//!
+//! A reload ([`RulePolicy::adopt`]) reaches sessions in progress: each
+//! takes the new rules at its next statement, and hands the new masking
+//! to its rewriter for the results that follow. A session that started
+//! with no rewriter (its identity saw everything, with no row limit)
+//! cannot take on masking or a row limit mid-session: from then on its
+//! statements are refused, saying to reconnect (fail closed).
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -49,11 +59,26 @@ type Catalog = Arc<Mutex<HashMap<(String, String), (Instant, Oids)>>>;
 /// How long a database's catalog lookup is reused by later sessions.
 const CATALOG_TTL: Duration = Duration::from_secs(60);
 
-/// The configured rules and masking, for every session.
-pub struct RulePolicy {
+/// The rules and masking in force: what a reload replaces.
+struct Live {
+    /// Counts reloads; a session compares it with the one it runs under.
+    generation: u64,
     engine: Arc<Engine>,
     scanner: Scanner,
     masker: Masker,
+}
+
+/// The rules in force, shared by a [`RulePolicy`] and every session it
+/// started.
+type Shared = Arc<RwLock<Arc<Live>>>;
+
+fn current(shared: &Shared) -> Arc<Live> {
+    Arc::clone(&shared.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The configured rules and masking, for every session.
+pub struct RulePolicy {
+    live: Shared,
     catalog: Catalog,
     approvals: Option<Arc<Broker>>,
 }
@@ -68,19 +93,42 @@ impl RulePolicy {
     ) -> RulePolicy {
         let scanner = Scanner::new(&engine.masking().detectors);
         RulePolicy {
-            engine: Arc::new(engine),
-            scanner,
-            masker: Masker::new(token_key),
+            live: Arc::new(RwLock::new(Arc::new(Live {
+                generation: 0,
+                engine: Arc::new(engine),
+                scanner,
+                masker: Masker::new(token_key),
+            }))),
             catalog: Arc::default(),
             approvals,
         }
+    }
+
+    /// Take `newer`'s rules and masking (a reloaded configuration's): new
+    /// sessions start under them, and sessions in progress take them at
+    /// their next statement.
+    pub fn adopt(&self, newer: &RulePolicy) {
+        let next = current(&newer.live);
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        *live = Arc::new(Live {
+            generation: live.generation + 1,
+            engine: Arc::clone(&next.engine),
+            scanner: next.scanner.clone(),
+            masker: next.masker.clone(),
+        });
+        // Which columns are sensitive may have changed.
+        self.catalog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
 impl Policy for RulePolicy {
     fn session(&self, info: &SessionInfo<'_>) -> Box<dyn SessionPolicy> {
+        let live = current(&self.live);
         let rules =
-            self.engine
+            live.engine
                 .session_as(info.identity, info.groups, info.target, Some(info.user));
         let key = (info.target.to_string(), info.database.to_string());
         let cached = self
@@ -96,9 +144,10 @@ impl Policy for RulePolicy {
             unmasked: rules.unmasked(),
             rules,
             labels: Arc::default(),
-            scanner: self.scanner.clone(),
-            masker: self.masker.clone(),
-            engine: Arc::clone(&self.engine),
+            shared: Arc::clone(&self.live),
+            live,
+            handoff: None,
+            refused: None,
             catalog: Arc::clone(&self.catalog),
             key,
             // MySQL's column definitions name each column's origin: no
@@ -127,9 +176,15 @@ struct RuleSession {
     rules: SessionRules,
     unmasked: bool,
     labels: Labels,
-    scanner: Scanner,
-    masker: Masker,
-    engine: Arc<Engine>,
+    /// The rules in force for the whole proxy, and those this session runs
+    /// under.
+    shared: Shared,
+    live: Arc<Live>,
+    /// How a reload reaches this session's rewriter (None: it has none).
+    handoff: Option<Arc<Handoff>>,
+    /// Set when a reload asked for what this session cannot take on: every
+    /// statement is refused with it.
+    refused: Option<String>,
     catalog: Catalog,
     /// (target, database).
     key: (String, String),
@@ -143,7 +198,72 @@ struct RuleSession {
     reads_only: bool,
 }
 
+/// A reload's masking, from a session's decisions to its rewriter.
+#[derive(Default)]
+struct Handoff {
+    ready: AtomicBool,
+    next: Mutex<Option<Reloaded>>,
+}
+
+struct Reloaded {
+    engine: Arc<Engine>,
+    scanner: Scanner,
+    masker: Masker,
+    unmasked: bool,
+    max_rows: Option<u64>,
+}
+
 impl RuleSession {
+    /// Take the rules of a reload since the last statement, if any. A
+    /// refusal when this session cannot apply them.
+    fn refresh(&mut self) -> Option<String> {
+        if let Some(why) = &self.refused {
+            return Some(why.clone());
+        }
+        let latest = current(&self.shared);
+        if latest.generation == self.live.generation {
+            return None;
+        }
+        let w = &self.who;
+        let rules = latest
+            .engine
+            .session_as(&w.identity, &w.groups, &w.target, Some(&w.user));
+        let unmasked = rules.unmasked();
+        let max_rows = rules.max_rows();
+        match &self.handoff {
+            Some(h) => {
+                *h.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reloaded {
+                    engine: Arc::clone(&latest.engine),
+                    scanner: latest.scanner.clone(),
+                    masker: latest.masker.clone(),
+                    unmasked,
+                    max_rows,
+                });
+                h.ready.store(true, Ordering::Release);
+            }
+            None if !unmasked || max_rows.is_some() => {
+                let why =
+                    "policy.reload: the reloaded policy masks or limits this identity's results, \
+                           which a session that started without either cannot take on; reconnect"
+                        .to_string();
+                tracing::warn!(identity = %w.identity, target = %w.target, "{why}");
+                self.refused = Some(why.clone());
+                return Some(why);
+            }
+            None => {}
+        }
+        tracing::info!(
+            identity = %w.identity,
+            target = %w.target,
+            generation = latest.generation,
+            "session took the reloaded policy"
+        );
+        self.rules = rules;
+        self.unmasked = unmasked;
+        self.live = latest;
+        None
+    }
+
     /// Submit a statement for approval and hold it until decided.
     fn hold(
         &self,
@@ -228,6 +348,10 @@ impl SessionPolicy for RuleSession {
                 rule: "policy.function_call: fast-path function calls cannot be analysed; call the function in a statement".into(),
             };
         }
+        if let Some(rule) = self.refresh() {
+            self.reads_only = false;
+            return Decision::Deny { rule };
+        }
         let dialect = if self.mysql {
             Dialect::MySql
         } else {
@@ -269,7 +393,7 @@ impl SessionPolicy for RuleSession {
         if self.unmasked || self.oids.is_some() {
             return None;
         }
-        let tables = self.engine.sensitive_tables(&self.key.0);
+        let tables = self.live.engine.sensitive_tables(&self.key.0);
         (!tables.is_empty()).then(|| catalog_query(&tables))
     }
 
@@ -288,9 +412,10 @@ impl SessionPolicy for RuleSession {
             let (Ok(oid), Ok(attnum)) = (text(0).parse::<u32>(), text(1).parse::<i16>()) else {
                 continue;
             };
-            if let Some(f) = self
-                .engine
-                .sensitive_format(&self.key.0, text(2), text(3), text(4))
+            if let Some(f) =
+                self.live
+                    .engine
+                    .sensitive_format(&self.key.0, text(2), text(3), text(4))
             {
                 oids.insert((oid, attnum), f);
             }
@@ -308,16 +433,19 @@ impl SessionPolicy for RuleSession {
         if self.unmasked && max_rows.is_none() {
             return None;
         }
+        let handoff = Arc::new(Handoff::default());
+        self.handoff = Some(Arc::clone(&handoff));
         Some(Box::new(Masking {
             origins: Origins {
-                engine: Arc::clone(&self.engine),
+                engine: Arc::clone(&self.live.engine),
                 target: self.key.0.clone(),
                 known: HashMap::new(),
             },
             labels: Arc::clone(&self.labels),
             oids: self.oids.clone().unwrap_or_default(),
-            scanner: self.scanner.clone(),
-            masker: self.masker.clone(),
+            scanner: self.live.scanner.clone(),
+            masker: self.live.masker.clone(),
+            handoff,
             counts: BTreeMap::new(),
             unmasked: self.unmasked,
             max_rows,
@@ -370,6 +498,8 @@ pub struct Masking {
     max_rows: Option<u64>,
     /// Rows of the current result so far (a suspended portal's continue).
     rows: u64,
+    /// A reload's masking, handed over by the session's decisions.
+    handoff: Arc<Handoff>,
 }
 
 /// PostgreSQL type OIDs the binary-format checks decode.
@@ -379,6 +509,27 @@ const FLOAT8: u32 = 701;
 const BYTEA: u32 = 17;
 
 impl Masking {
+    /// Take a reload's masking, if the session's decisions handed one over.
+    fn refresh(&mut self) {
+        if !self.handoff.ready.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let next = self
+            .handoff
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = next {
+            self.origins.engine = r.engine;
+            self.origins.known.clear();
+            self.scanner = r.scanner;
+            self.masker = r.masker;
+            self.unmasked = r.unmasked;
+            self.max_rows = r.max_rows;
+        }
+    }
+
     /// One value: masked by its label, else scanned.
     fn value<'v>(
         &mut self,
@@ -447,6 +598,7 @@ impl Masking {
     }
 
     fn fields(&mut self, kind: &str, fields: &[(u8, String)]) -> Option<Fields> {
+        self.refresh();
         if self.unmasked {
             return None;
         }
@@ -498,6 +650,7 @@ impl Rewriter for Masking {
         columns: Option<&[Column]>,
         values: &[Option<&'v [u8]>],
     ) -> Rewrite<Vec<Value<'v>>> {
+        self.refresh();
         self.rows += 1;
         if let Some(max) = self.max_rows
             && self.rows > max
@@ -537,6 +690,7 @@ impl Rewriter for Masking {
     }
 
     fn copy_data(&mut self, _format: Option<&CopyFormat>, data: &[u8]) -> Rewrite<Vec<u8>> {
+        self.refresh();
         if self.unmasked {
             return Rewrite::Keep;
         }
@@ -557,6 +711,7 @@ impl Rewriter for Masking {
     }
 
     fn notification(&mut self, n: &Notification) -> RewriteOrDrop<Notification> {
+        self.refresh();
         if self.unmasked {
             return RewriteOrDrop::Keep;
         }
@@ -717,6 +872,91 @@ mod tests {
                 "a new result starts at 0"
             );
         }
+    }
+
+    fn compiled(policy: &str, masking: &str) -> RulePolicy {
+        let p: PolicyConfig = toml::from_str(policy).unwrap();
+        let m: MaskingConfig = toml::from_str(masking).unwrap();
+        RulePolicy::new(Engine::new(&p, &m).unwrap(), None, None)
+    }
+
+    fn statement(text: &str) -> Statement<'_> {
+        Statement {
+            protocol: "simple",
+            text,
+            params: &[],
+        }
+    }
+
+    /// A reload reaches a session in progress: its next statement is
+    /// decided by the new rules, and its rewriter masks by the new
+    /// masking from the next result on.
+    #[test]
+    fn a_reload_reaches_sessions_in_progress() {
+        let p = compiled(
+            "default = \"allow\"",
+            "[[columns]]\ntable = \"cards\"\ncolumn = \"holder\"\nformat = \"redact\"",
+        );
+        let mut s = p.session(&info());
+        let mut r = s.rewriter().expect("a rewriter");
+        assert!(matches!(
+            s.decide(&statement("select email from users")),
+            Decision::Allow
+        ));
+        let cols = [column("email", 0, 0)];
+        let row: [Option<&[u8]>; 1] = [Some(b"ada@example.com")];
+        assert!(matches!(r.data_row(Some(&cols), &row), Rewrite::Keep));
+        r.end_of_result(false);
+
+        p.adopt(&compiled(
+            "default = \"allow\"\n[[rules]]\nname = \"no users\"\naction = \"deny\"\ntables = [\"users\"]",
+            "[[columns]]\ntable = \"cards\"\ncolumn = \"holder\"\nformat = \"redact\"\n\
+             [[columns]]\ntable = \"accounts\"\ncolumn = \"email\"\nformat = \"redact\"",
+        ));
+        match s.decide(&statement("select email from users")) {
+            Decision::Deny { rule } => assert!(rule.contains("no users"), "{rule}"),
+            other => panic!("the reloaded deny rule did not reach the session: {other:?}"),
+        }
+        assert!(matches!(
+            s.decide(&statement("select email from accounts")),
+            Decision::Allow
+        ));
+        match r.data_row(Some(&cols), &row) {
+            Rewrite::Replace(v) => assert_eq!(v[0].as_deref(), Some(&b"****"[..])),
+            other => panic!("the reloaded masking did not reach the rewriter: {other:?}"),
+        }
+        // Sessions that start now are under it too.
+        let mut fresh = p.session(&info());
+        assert!(matches!(
+            fresh.decide(&statement("select * from users")),
+            Decision::Deny { .. }
+        ));
+    }
+
+    /// A session that started with nothing to mask and no row limit has no
+    /// rewriter: a reload that masks its results refuses its statements
+    /// (reconnect), never lets them through unmasked.
+    #[test]
+    fn a_session_without_a_rewriter_refuses_once_masking_applies() {
+        let p = compiled("default = \"allow\"", "unmasked = [\"host:10.0.0.2\"]");
+        let mut s = p.session(&info());
+        assert!(
+            s.rewriter().is_none(),
+            "an unmasked identity needs no rewriter"
+        );
+        assert!(matches!(s.decide(&statement("select 1")), Decision::Allow));
+        p.adopt(&compiled(
+            "default = \"allow\"",
+            "[[columns]]\ntable = \"cards\"\ncolumn = \"holder\"\nformat = \"redact\"",
+        ));
+        for _ in 0..2 {
+            match s.decide(&statement("select 1")) {
+                Decision::Deny { rule } => assert!(rule.contains("reconnect"), "{rule}"),
+                other => panic!("statement allowed without masking: {other:?}"),
+            }
+        }
+        let mut fresh = p.session(&info());
+        assert!(fresh.rewriter().is_some());
     }
 
     #[test]

@@ -83,8 +83,11 @@ impl RelaySettings {
             .as_ref()
             .map(|path| token_key(path))
             .transpose()?;
-        let policy =
-            crate::policy::RulePolicy::new(engine, token_key.as_deref(), approvals.clone());
+        let policy = Arc::new(crate::policy::RulePolicy::new(
+            engine,
+            token_key.as_deref(),
+            approvals.clone(),
+        ));
         let client_tls = config
             .tls
             .as_ref()
@@ -137,10 +140,11 @@ impl RelaySettings {
             );
         }
         Ok(RelaySettings {
+            rules: Arc::clone(&policy),
             config: Arc::new(config.clone()),
             postgres: SessionConfig {
                 max_message: config.proxy.max_message_bytes,
-                policy: Arc::new(policy),
+                policy: policy as Arc<dyn sluice_pgproxy::Policy>,
                 cancels: CancelRegistry::default(),
                 client_tls,
                 // Opened by `sluice run` (it holds the store's lock).

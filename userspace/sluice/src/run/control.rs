@@ -237,7 +237,8 @@ impl Control {
         }
     }
 
-    /// Re-read the configuration; apply its policy, masking and identity
+    /// Re-read the configuration; apply its policy and masking to every
+    /// session (those in progress at their next statement) and its identity
     /// rules to sessions that start from now on. Anything else that changed
     /// needs a restart, and the reload is refused rather than half-applied.
     pub(super) fn reload(&self) -> Result<String, String> {
@@ -269,7 +270,7 @@ impl Control {
             RelaySettings::with_approvals(&new, self.broker.clone()).map_err(|e| e.to_string())?;
         self.relay.reload(&settings);
         let summary = format!(
-            "reloaded: {} rules, {} sensitive columns, {} identity rules; sessions that start from now on use them",
+            "reloaded: {} rules, {} sensitive columns, {} identity rules; open sessions take the rules and masking at their next statement",
             new.policy.rules.len(),
             new.masking.columns.len(),
             new.identities.len()
