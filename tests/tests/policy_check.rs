@@ -235,3 +235,37 @@ fn policy_check_reads_mysql() {
     ]);
     assert_eq!(code, 2, "{out}");
 }
+
+/// Rules that name database `users` apply when `--user` matches one of
+/// their globs; without `--user` they are left out, and the output says
+/// so.
+#[test]
+fn policy_check_applies_rules_for_a_database_user() {
+    let dir = std::env::temp_dir().join(format!("sluice-policy-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sluice.toml");
+    let base = std::fs::read_to_string(CONFIG).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[[policy.rules]]\nname = \"reporting users only read\"\naction = \"deny\"\n\
+             classes = [\"write\"]\nusers = [\"report*\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let sql = "update orders set status = 'x' where id = 1";
+    let (code, out) = run(&["-c", config, "-i", "operator-psql", "-u", "report_ro", sql]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("reporting users only read"), "{out}");
+    assert!(out.contains("database user report_ro"), "{out}");
+    let (code, out) = run(&["-c", config, "-i", "operator-psql", "-u", "app", sql]);
+    assert_ne!(code, 1, "a user the globs do not match was refused: {out}");
+    let (code, out) = run(&["-c", config, "-i", "operator-psql", sql]);
+    assert_ne!(code, 1, "{out}");
+    assert!(
+        out.contains("note: 1 rule applies only to some database users"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

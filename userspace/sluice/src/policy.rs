@@ -30,6 +30,11 @@ pub enum PolicyCommand {
         /// Target name (default: the first target in the config).
         #[arg(short, long)]
         target: Option<String>,
+        /// Database user the session logs in as: rules with `users = [...]`
+        /// apply only when one of their globs matches it. Without it those
+        /// rules are left out (the output says how many).
+        #[arg(short, long)]
+        user: Option<String>,
         /// SQL dialect: postgres or mysql (mariadb). Default: the target's
         /// protocol (mysql for a `protocol = "mysql"` target, else postgres).
         #[arg(short, long, value_parser = parse_dialect)]
@@ -47,6 +52,7 @@ fn parse_dialect(s: &str) -> Result<Dialect, String> {
 const CHECK_EXAMPLES: &str = "Examples:
   sluice policy check -c sluice.toml -i host:10.0.1.5 \"SELECT pan FROM cards LIMIT 5\"
   sluice policy check -c sluice.toml -i uid:1000 -t billing \"DELETE FROM orders\"
+  sluice policy check -c sluice.toml -i host:10.0.1.5 -u report_ro \"UPDATE cards SET holder = 'x' WHERE id = 1\"
   sluice policy check -c sluice.toml -i uid:1000 --dialect mysql \"SELECT 1 /*!, pan FROM cards */\"
   echo \"SELECT reverse(pan) FROM cards\" | sluice policy check -c sluice.toml -i host:10.0.1.5 -";
 
@@ -57,9 +63,17 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             config,
             identity,
             target,
+            user,
             dialect,
             sql,
-        } => match check(&config, &identity, target.as_deref(), dialect, &sql) {
+        } => match check(
+            &config,
+            &identity,
+            target.as_deref(),
+            user.as_deref(),
+            dialect,
+            &sql,
+        ) {
             Ok(Action::Allow) => ExitCode::SUCCESS,
             Ok(Action::Deny) => ExitCode::from(1),
             Ok(Action::Approve) => ExitCode::from(3),
@@ -75,6 +89,7 @@ fn check(
     path: &std::path::Path,
     identity: &str,
     target: Option<&str>,
+    user: Option<&str>,
     dialect: Option<Dialect>,
     sql: &str,
 ) -> anyhow::Result<Action> {
@@ -113,14 +128,18 @@ fn check(
         .find(|r| r.name == identity)
         .map(|r| r.groups.clone())
         .unwrap_or_default();
-    let session = engine.session(identity, &groups, &target);
+    let session = engine.session_as(identity, &groups, &target, user);
     let (verdict, statements) = session.explain_in(dialect, &sql);
     println!(
-        "identity {identity}{}, target {target} ({dialect}){}",
+        "identity {identity}{}, target {target} ({dialect}){}{}",
         if groups.is_empty() {
             String::new()
         } else {
             format!(" (groups {})", groups.join(", "))
+        },
+        match user {
+            Some(u) => format!(", database user {u}"),
+            None => String::new(),
         },
         if session.unmasked() {
             " (sees sensitive columns unmasked)"
@@ -128,6 +147,24 @@ fn check(
             ""
         }
     );
+    let by_user = config
+        .policy
+        .rules
+        .iter()
+        .filter(|r| !r.users.is_empty())
+        .count();
+    if user.is_none() && by_user > 0 {
+        println!(
+            "note: {by_user} {} only to some database users (`users = [...]`) and {} left out here; \
+             give the session's user with --user",
+            if by_user == 1 {
+                "rule applies"
+            } else {
+                "rules apply"
+            },
+            if by_user == 1 { "is" } else { "are" }
+        );
+    }
     for (i, s) in statements.iter().enumerate() {
         println!();
         match &s.facts {
