@@ -483,6 +483,17 @@ pub fn b64url_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// sluice's `[oidc]` (this lab provider's issuer, the `sluice-cli` client,
+/// the harness's role groups) and `[admin]` sections, the admin API on
+/// `listen`.
+pub fn admin_sections(issuer: &str, listen: &str) -> String {
+    format!(
+        "[oidc]\nissuer = \"{issuer}\"\naudience = [\"sluice-cli\"]\nclient_id = \"sluice-cli\"\n\
+         [oidc.roles]\nadmin = [\"sluice-admins\"]\napprover = [\"sluice-approvers\"]\n\
+         auditor = [\"sluice-auditors\"]\n\n[admin]\nlisten = \"{listen}\"\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

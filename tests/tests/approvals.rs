@@ -145,19 +145,10 @@ classes = ["ddl"]
 timeout_secs = 5
 webhook = "http://127.0.0.1:9555/hook"
 
-[oidc]
-issuer = "{issuer}"
-audience = ["sluice-cli"]
-client_id = "sluice-cli"
-[oidc.roles]
-admin = ["sluice-admins"]
-approver = ["sluice-approvers"]
-auditor = ["sluice-auditors"]
-
-[admin]
-listen = "127.0.0.1:9443"
+{admin}
 "#,
-                agent = p.lab.agent_ip
+                agent = p.lab.agent_ip,
+                admin = sluice_lab::oidc::admin_sections(&issuer, "127.0.0.1:9443")
             ),
             ..Custom::default()
         }

@@ -889,24 +889,15 @@ fn f5_connection_churn_and_a_reload_under_load() {
 default = "allow"
 deny_patterns = ["(?i)\\bdrop\\s+table\\b"]
 
-[oidc]
-issuer = "{issuer}"
-audience = ["sluice-cli"]
-client_id = "sluice-cli"
-[oidc.roles]
-admin = ["sluice-admins"]
-approver = ["sluice-approvers"]
-auditor = ["sluice-auditors"]
-
-[admin]
-listen = "127.0.0.1:9443"
+{admin}
 
 [[targets]]
 name = "lab-bouncer"
 address = "{db}/32"
 port = 6432
 "#,
-                db = p.lab.db_ip
+                db = p.lab.db_ip,
+                admin = sluice_lab::oidc::admin_sections(&issuer, "127.0.0.1:9443")
             ),
             ..Custom::default()
         }

@@ -336,18 +336,9 @@ name = "nightly-report"
 groups = ["legacy-jobs"]
 sources = ["{b_ip}/32"]
 
-[oidc]
-issuer = "{issuer}"
-audience = ["sluice-cli"]
-client_id = "sluice-cli"
-[oidc.roles]
-admin = ["sluice-admins"]
-approver = ["sluice-approvers"]
-auditor = ["sluice-auditors"]
-
-[admin]
-listen = "{API}"
+{admin}
 {POLICY}"#,
+        admin = crate::oidc::admin_sections(issuer, API),
         bpffs = bpffs.display(),
         a_if = a.gw_if,
         b_if = b.gw_if,
