@@ -431,6 +431,44 @@ impl Lab {
         Ok(run)
     }
 
+    /// A point through each of `routes`, `opts.runs` rounds of one run per
+    /// route, with progress (`done` of `total` runs).
+    fn measure_routes(
+        &self,
+        point: Point,
+        routes: &[Route],
+        opts: &Options,
+        done: &mut usize,
+        total: usize,
+    ) -> anyhow::Result<Vec<Measured>> {
+        let mut by_route: Vec<Measured> = routes
+            .iter()
+            .map(|&route| Measured {
+                point,
+                route,
+                runs: Vec::new(),
+            })
+            .collect();
+        for _ in 0..opts.runs {
+            for m in &mut by_route {
+                *done += 1;
+                eprint!(
+                    "  [{done:>3}/{total}] {:<22} {:>2} clients  {:<22} … ",
+                    point.label(),
+                    point.clients,
+                    m.route.name()
+                );
+                let run = self.measure(point, m.route, opts.duration)?;
+                eprintln!(
+                    "{:>7.0} tps  p50 {:>6.0} µs  p99 {:>6.0} µs",
+                    run.tps, run.p50_us, run.p99_us
+                );
+                m.runs.push(run);
+            }
+        }
+        Ok(by_route)
+    }
+
     /// Stop sluice, change one line of its config, start it again.
     fn reconfigure(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
         self.r.daemon.stop();
@@ -510,31 +548,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let mut measured: Vec<Measured> = Vec::new();
     let mut done = 0;
     for &point in &points {
-        let mut by_route: Vec<Measured> = ROUTES
-            .iter()
-            .map(|&route| Measured {
-                point,
-                route,
-                runs: Vec::new(),
-            })
-            .collect();
-        for _ in 0..opts.runs {
-            for m in &mut by_route {
-                done += 1;
-                eprint!(
-                    "  [{done:>3}/{total}] {:<22} {:>2} clients  {:<13} … ",
-                    point.label(),
-                    point.clients,
-                    m.route.name()
-                );
-                let run = lab.measure(point, m.route, opts.duration)?;
-                eprintln!(
-                    "{:>7.0} tps  p50 {:>6.0} µs  p99 {:>6.0} µs",
-                    run.tps, run.p50_us, run.p99_us
-                );
-                m.runs.push(run);
-            }
-        }
+        let by_route = lab.measure_routes(point, &ROUTES, opts, &mut done, total)?;
         measured.extend(by_route);
     }
 
@@ -547,28 +561,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         lab.pgbench(breakdown_points[0], route, 2, false)?;
         lab.settle();
         for &point in &breakdown_points {
-            let mut pair = [Route::Direct, route].map(|route| Measured {
-                point,
-                route,
-                runs: Vec::new(),
-            });
-            for _ in 0..opts.runs {
-                for m in &mut pair {
-                    done += 1;
-                    eprint!(
-                        "  [{done:>3}/{total}] {:<22} {:>2} clients  {:<22} … ",
-                        point.label(),
-                        point.clients,
-                        m.route.name()
-                    );
-                    let run = lab.measure(point, m.route, opts.duration)?;
-                    eprintln!(
-                        "{:>7.0} tps  p50 {:>6.0} µs  p99 {:>6.0} µs",
-                        run.tps, run.p50_us, run.p99_us
-                    );
-                    m.runs.push(run);
-                }
-            }
+            let pair =
+                lab.measure_routes(point, &[Route::Direct, route], opts, &mut done, total)?;
             breakdown.extend(pair);
         }
     }
