@@ -136,7 +136,7 @@ pub fn machine() -> Value {
         "mariadb": command_line(&["mariadbd", "--version"]),
         "sysbench": command_line(&["sysbench", "--version"]),
         "rustc": command_line(&["rustc", "--version"]),
-        "commit": command_line(&["git", "describe", "--always", "--dirty", "--abbrev=7"]),
+        "commit": commit(),
         "date": command_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
         "loadavg": loadavg(),
     })
@@ -150,6 +150,27 @@ fn software(suite: &str) -> &'static [&'static str] {
         "micro" => &["rustc"],
         "soak" => &["postgresql", "mariadb"],
         _ => &["postgresql"],
+    }
+}
+
+/// The commit the code ran from, `-dirty` when files other than the
+/// benchmark results (which earlier suites of the same run write) differ
+/// from it.
+fn commit() -> String {
+    let head = command_line(&["git", "rev-parse", "--short=7", "HEAD"]);
+    let changed = command_line(&[
+        "git",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ":/",
+        ":(top,exclude)bench",
+    ]);
+    if changed.trim().is_empty() || changed == "?" {
+        head
+    } else {
+        format!("{head}-dirty")
     }
 }
 
