@@ -272,8 +272,19 @@ pub fn fingerprint(sql: &str) -> Option<String> {
                         break;
                     }
                 }
-                literal(&mut out, &prev, sql, i..end);
-                prev = Prev::Literal;
+                // A token that is no well-formed number (`7abc`: trailing
+                // junk, an error in PostgreSQL 15, `7 AS abc` before it) is
+                // kept as it is, so it never shares a shape with a number.
+                // The same goes for one that runs into a name (`7abcҞ`).
+                if well_formed_number(&sql[i..end])
+                    && !b.get(end).is_some_and(|x| *x >= 0x80 || *x == b'$')
+                {
+                    literal(&mut out, &prev, sql, i..end);
+                    prev = Prev::Literal;
+                } else {
+                    out.push_str(&sql[i..end]);
+                    prev = Prev::Word;
+                }
                 i = end;
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
@@ -330,6 +341,37 @@ pub fn fingerprint(sql: &str) -> Option<String> {
 }
 
 /// Write a literal: `?` where it is an operator's operand, else as it is.
+/// A PostgreSQL numeric literal: decimal digits with at most one point and
+/// an optional exponent (`2.5e-3`), or `0x`/`0o`/`0b` digits; underscores
+/// between digits.
+fn well_formed_number(t: &str) -> bool {
+    let lower = t.to_ascii_lowercase();
+    for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
+        if let Some(rest) = lower.strip_prefix(prefix) {
+            return !rest.is_empty()
+                && rest.chars().all(|c| c == '_' || c.is_digit(radix))
+                && !rest.starts_with('_')
+                && !rest.ends_with('_');
+        }
+    }
+    let (mantissa, exponent) = match lower.split_once('e') {
+        Some((m, e)) => (m, Some(e)),
+        None => (lower.as_str(), None),
+    };
+    let digits = |x: &str| {
+        !x.is_empty() && x.chars().all(|c| c.is_ascii_digit() || c == '_') && !x.ends_with('_')
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.is_empty() || digits(int))
+                && (frac.is_empty() || digits(frac))
+                && !(int.is_empty() && frac.is_empty())
+        }
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
+}
+
 fn literal(out: &mut String, prev: &Prev, sql: &str, range: std::ops::Range<usize>) {
     if prev.is_operand_position(sql) {
         out.push('?');
@@ -450,6 +492,24 @@ mod tests {
             // Found by fuzzing: `r=?` was its own shape, and that of `r=0`,
             // so one's cached analysis answered for the other.
             ("select x where r=?", None),
+            // Found by fuzzing: `7loaddata0` was taken for a number, so the
+            // unparseable `id = 7loaddata0` shared a shape with `id = 0`.
+            (
+                "select a from t where id = 7loaddata0",
+                Some("select a from t where id = 7loaddata0"),
+            ),
+            (
+                "select a from t where id = 7ҞX",
+                Some("select a from t where id = 7ҞX"),
+            ),
+            (
+                "select a from t where id = 0x1F and b = 1_000 and c = 1.5E+3 and d = .5",
+                Some("select a from t where id = ? and b = ? and c = ? and d = ?"),
+            ),
+            (
+                "select a from t where id = 1e",
+                Some("select a from t where id = 1e"),
+            ),
             ("select doc ? 'k' from t where id = 1", None),
             (
                 "select * from t limit 10 offset 20",
