@@ -200,6 +200,20 @@ impl Measured {
     fn p99(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.p99_us).collect::<Vec<_>>())
     }
+
+    /// The point, the route and the medians, with `runs` as given.
+    fn to_json(&self, runs: Value) -> Value {
+        json!({
+            "workload": self.point.workload.flag(),
+            "protocol": self.point.protocol(),
+            "clients": self.point.clients,
+            "route": self.route.name(),
+            "tps": self.tps(),
+            "p50_us": self.p50(),
+            "p99_us": self.p99(),
+            "runs": runs,
+        })
+    }
 }
 
 /// The lab and each route's address.
@@ -740,28 +754,10 @@ fn report(
         "loadavg_end": bench_report::loadavg(),
         "machine": machine,
         "sluice_full_config": FULL_POLICY,
-        "breakdown": breakdown.iter().map(|m| json!({
-            "workload": m.point.workload.flag(),
-            "protocol": m.point.protocol(),
-            "clients": m.point.clients,
-            "route": m.route.name(),
-            "tps": m.tps(),
-            "p50_us": m.p50(),
-            "p99_us": m.p99(),
-            "runs": m.runs.iter().map(|r| r.tps).collect::<Vec<f64>>(),
-        })).collect::<Vec<Value>>(),
-        "points": measured.iter().map(|m| json!({
-            "workload": m.point.workload.flag(),
-            "protocol": m.point.protocol(),
-            "clients": m.point.clients,
-            "route": m.route.name(),
-            "tps": m.tps(),
-            "p50_us": m.p50(),
-            "p99_us": m.p99(),
-            "runs": m.runs.iter().map(|r| json!({
-                "tps": r.tps, "p50_us": r.p50_us, "p99_us": r.p99_us, "transactions": r.transactions,
-            })).collect::<Vec<Value>>(),
-        })).collect::<Vec<Value>>(),
+        "breakdown": breakdown.iter().map(|m| m.to_json(json!(m.runs.iter().map(|r| r.tps).collect::<Vec<f64>>()))).collect::<Vec<Value>>(),
+        "points": measured.iter().map(|m| m.to_json(m.runs.iter().map(|r| json!({
+            "tps": r.tps, "p50_us": r.p50_us, "p99_us": r.p99_us, "transactions": r.transactions,
+        })).collect())).collect::<Vec<Value>>(),
     });
     println!("\n{md}");
     bench_report::write_suite("pgbench", data, &md, &headline)
