@@ -340,7 +340,6 @@ pub fn fingerprint(sql: &str) -> Option<String> {
     Some(out)
 }
 
-/// Write a literal: `?` where it is an operator's operand, else as it is.
 /// A PostgreSQL numeric literal: decimal digits with at most one point and
 /// an optional exponent (`2.5e-3`), or `0x`/`0o`/`0b` digits; underscores
 /// between digits.
@@ -372,6 +371,7 @@ fn well_formed_number(t: &str) -> bool {
     mantissa_ok && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
 }
 
+/// Write a literal: `?` where it is an operator's operand, else as it is.
 fn literal(out: &mut String, prev: &Prev, sql: &str, range: std::ops::Range<usize>) {
     if prev.is_operand_position(sql) {
         out.push('?');
