@@ -234,15 +234,14 @@ impl Relay {
         LiveGuard { relay: self, id }
     }
 
-    /// Accept on `listener` until shutdown. A permit is taken before each
-    /// accept, so past the cap new flows wait in the kernel's backlog.
+    /// Accept on `listener` until shutdown. Each accepted flow is served
+    /// once it holds one of the `max_connections` permits; while it waits
+    /// for one this loop stops accepting, so the flows behind it wait in
+    /// the kernel's backlog. Permits are held by sessions only, never by an
+    /// idle accept loop, so the cap is exact however many listeners share it.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mode: Mode) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = shutdown.changed() => return,
-            };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = shutdown.changed() => return,
@@ -254,6 +253,16 @@ impl Relay {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
+                }
+            };
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    tracing::debug!(%peer, "max_connections reached; the flow waits for a slot");
+                    tokio::select! {
+                        p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                        _ = shutdown.changed() => return,
+                    }
                 }
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
