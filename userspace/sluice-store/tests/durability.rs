@@ -2,7 +2,8 @@
 //! session waits for is on disk before `durable()` returns, outcomes (which
 //! nobody waits for) ride on the next fsync instead of costing their own,
 //! and an outcome with nothing after it is still synced within
-//! `LAZY_SYNC`.
+//! `LAZY_SYNC`; sessions writing their own events from many threads at
+//! once leave one store that verifies.
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -10,7 +11,9 @@ use std::{
 
 use sluice_store::{
     LAZY_SYNC, SessionLog, Store, StoreOptions,
-    event::{Event, Facts, Outcome, SessionStart, StatementEvent},
+    event::{Event, Facts, Outcome, SessionEnd, SessionStart, StatementEvent},
+    export,
+    read::Reader,
 };
 
 struct Scratch(PathBuf);
@@ -179,4 +182,61 @@ fn durable_answers_from_the_mark_without_the_writer() {
         rt.block_on(log.durable()).is_err(),
         "an event recorded after the store closed was called durable"
     );
+}
+
+/// Sessions write their own events, from as many threads as the runtime
+/// has: eight sessions at once, each waiting for every statement and
+/// interleaving outcomes, with the interval checkpoints (every 20 ms here)
+/// signing while they write. The store they leave verifies, every event
+/// present and counted by the last checkpoint.
+#[test]
+fn concurrent_sessions_leave_a_store_that_verifies() {
+    let s = Scratch::new("concurrent");
+    let mut options = StoreOptions::new(s.0.join("store"));
+    options.checkpoint_interval = Duration::from_millis(20);
+    let store = Store::open(&options).unwrap();
+    const SESSIONS: u32 = 8;
+    const STATEMENTS: u32 = 150;
+    let before = store.syncs();
+    let threads: Vec<_> = (0..SESSIONS)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let rt = runtime();
+                let log = session(&store);
+                for i in 0..STATEMENTS {
+                    let seq = statement(&log, i);
+                    rt.block_on(log.durable()).unwrap();
+                    outcome(&log, seq);
+                }
+                log.record(&Event::SessionEnd(SessionEnd {
+                    reason: "client closed".into(),
+                    statements: u64::from(STATEMENTS),
+                    ..SessionEnd::default()
+                }));
+                rt.block_on(log.durable()).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let waits = SESSIONS * (STATEMENTS + 1);
+    eprintln!(
+        "{waits} durable waits took {} fsyncs",
+        store.syncs() - before
+    );
+    store.close();
+    drop(store);
+    let reader = Reader::open(&s.0.join("store")).unwrap();
+    let key = reader.public_key().unwrap().unwrap();
+    let report = export::verify_store(&reader, key).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.sessions, u64::from(SESSIONS));
+    assert_eq!(
+        report.events,
+        u64::from(SESSIONS * (2 + 2 * STATEMENTS)),
+        "start, statement and outcome pairs, end"
+    );
+    assert_eq!(report.unsigned_events, 0, "closed: everything signed");
 }
