@@ -7,14 +7,12 @@
 //! - Each session is a hash chain of JSON events ([`event`]); the writer
 //!   signs the chain heads in periodic [`checkpoint`]s with an ed25519 key
 //!   ([`sign`]). [`codec`] is the on-disk format.
-//! - Sessions write their own events to RocksDB's log as they record them
-//!   (`writer.rs`); nothing is queued in memory.
 //! - Durability: [`SessionLog::durable`] returns once every event recorded
-//!   so far is on disk (fsync). The writer thread answers all the sessions
-//!   waiting with one fsync: group commit. An outcome (what a completed
-//!   command sent, recorded after it was sent) is fsynced with the next
-//!   event someone waits for, or at most [`LAZY_SYNC`] later: no statement
-//!   waits on the disk twice.
+//!   so far is on disk (fsync). The writer commits whatever all sessions
+//!   have queued in one write: group commit. A write that holds only
+//!   outcomes (what a completed command sent, recorded after it was sent)
+//!   is fsynced with the next write someone waits for, or at most
+//!   [`LAZY_SYNC`] later: no statement waits on the disk twice.
 //! - [`read`] opens a store for auditors (read-only, also while the daemon
 //!   runs); [`verify`] checks a store or an export; [`export`] writes
 //!   JSONL and CSV.
@@ -168,10 +166,17 @@ pub struct SessionSummary {
 #[cfg(feature = "rocksdb")]
 /// The writer thread's inbox.
 enum Msg {
-    /// Look again: something was written that the sync window or the
-    /// checkpoint interval must cover.
-    Wake,
-    /// Reply once everything this session wrote before it is durable.
+    /// One event of one session, in seq order.
+    Event {
+        session: u64,
+        seq: u32,
+        body: Vec<u8>,
+        note: Note,
+        /// Someone will wait for it (all but outcomes): its write is
+        /// fsynced at once under [`Durability::Sync`].
+        urgent: bool,
+    },
+    /// Reply once everything sent before it by this session is durable.
     Barrier {
         session: u64,
         reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
@@ -203,7 +208,6 @@ enum Note {
 #[cfg(feature = "rocksdb")]
 struct Inner {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    writer: writer::Shared,
     next_session: AtomicU64,
     public: PublicKey,
     path: PathBuf,
@@ -236,17 +240,14 @@ impl Store {
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let syncs = Arc::new(AtomicU64::new(0));
         let (writer, next_session, public) = writer::Writer::open(options, syncs.clone())?;
-        let writer = Arc::new(Mutex::new(Some(writer)));
         let (tx, rx) = mpsc::channel();
-        let shared = Arc::clone(&writer);
         let thread = std::thread::Builder::new()
             .name("sluice-store".into())
-            .spawn(move || writer::run(shared, rx))
+            .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
-                writer,
                 next_session: AtomicU64::new(next_session),
                 public,
                 path: options.path.clone(),
@@ -280,7 +281,7 @@ impl Store {
     }
 
     /// Start a session's record with its start event (seq 0). The event is
-    /// written, not yet durable: the first [`SessionLog::durable`] covers it.
+    /// queued, not yet durable: the first [`SessionLog::durable`] covers it.
     pub fn begin(&self, start: event::SessionStart) -> SessionLog {
         let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         // The writer sets the start time as it writes the event.
@@ -357,7 +358,7 @@ impl Drop for Inner {
 }
 
 #[cfg(feature = "rocksdb")]
-/// One session's record. Events are written in the order they are recorded
+/// One session's record. Events are queued in the order they are recorded
 /// (from any task); [`SessionLog::durable`] waits until they are on disk.
 pub struct SessionLog {
     store: Store,
@@ -384,9 +385,7 @@ impl SessionLog {
         self.session
     }
 
-    /// Record an event; returns its seq. It is written to the store's log
-    /// at once (no fsync: [`SessionLog::durable`] waits for that), on the
-    /// caller's thread: a few microseconds, behind the store's lock.
+    /// Queue an event; returns its seq. Never blocks on I/O.
     pub fn record(&self, event: &Event) -> u32 {
         let note = match event {
             Event::Statement(s) if s.decision != "allow" => Note::Decision(s.decision.clone()),
@@ -403,24 +402,19 @@ impl SessionLog {
     fn send(&self, event: &Event, note: Note) -> u32 {
         let body = event.to_json();
         let urgent = !matches!(event, Event::Outcome(_));
-        // The lock orders seq numbers and writes together, and `durable`
-        // reads the count under it: what it counts is written.
+        // The lock orders seq numbers and channel sends together.
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         let seq = *next;
         *next += 1;
-        if self.failed.load(Ordering::Relaxed) {
-            return seq;
-        }
-        let written = match writer::lock(&self.store.inner.writer).as_mut() {
-            Some(w) => w.record(self.session, seq, &body, note, urgent),
-            None => Err(StoreError::Closed),
-        };
-        match written {
-            Ok(true) => {
-                self.store.send(Msg::Wake);
-            }
-            Ok(false) => {}
-            Err(_) => self.failed.store(true, Ordering::Relaxed),
+        let sent = self.store.send(Msg::Event {
+            session: self.session,
+            seq,
+            body,
+            note,
+            urgent,
+        });
+        if !sent {
+            self.failed.store(true, Ordering::Relaxed);
         }
         seq
     }
@@ -432,8 +426,8 @@ impl SessionLog {
         if self.failed.load(Ordering::Relaxed) {
             return Err(StoreError::Closed);
         }
-        // The mark moves only after a successful write (and fsync, under
-        // sync durability) holding every event below it.
+        // The writer advances the mark only after a successful write (and
+        // fsync, under sync durability) holding every event below it.
         let recorded = *self.next.lock().unwrap_or_else(|e| e.into_inner());
         if self.durable.load(Ordering::Acquire) >= recorded {
             return Ok(());

@@ -1,24 +1,19 @@
-//! The writer: the only code that writes the store.
+//! The writer thread: the only code that writes the store.
 //!
-//! Sessions write their own events ([`Writer::record`], behind one lock):
-//! each event's chain hash and global number are computed and the event is
-//! written to RocksDB's log at once, on the session's thread, in one write
-//! with its index entries. No hand-off to another thread on the way, so
-//! under batch durability a statement is recorded without waking anyone.
-//!
-//! The writer thread ([`run`]) fsyncs. Under sync durability a session
-//! that waits for its events sends a barrier; the thread answers every
-//! barrier queued with one fsync (group commit), run outside the lock so
-//! sessions go on writing meanwhile. An outcome (nobody waits for it) rides
-//! on the next barrier's fsync, or [`crate::LAZY_SYNC`] later the thread's
-//! own. The thread also signs checkpoints, runs retention and answers what
-//! `Store` asks. A failed write or fsync refuses the sessions it was to
-//! cover: nothing they record afterwards is accepted, so no chain ever has
-//! a gap.
+//! It takes everything queued (up to [`MAX_BATCH`] messages), computes each
+//! event's chain hash, and commits the lot in one RocksDB write with
+//! `sync` — one fsync for all the sessions that were waiting (group
+//! commit) — before answering their barriers. A batch of outcomes only
+//! (nobody waits for them) is written without the fsync; the next synced
+//! write covers it, or [`crate::LAZY_SYNC`] later the housekeeping does.
+//! Without that, a session's outcome and its next statement cost two
+//! fsyncs in a row, and the statement waited for both. A failed write answers every
+//! barrier in it with the error and marks its sessions failed: nothing
+//! they record afterwards is accepted, so no chain ever has a gap.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicU32, AtomicU64, Ordering},
         mpsc,
     },
@@ -59,12 +54,12 @@ struct Open {
 impl Open {
     /// Every event applied so far is durable.
     fn mark_durable(&self) {
-        self.durable.fetch_max(self.next_seq, Ordering::Release);
+        self.durable.store(self.next_seq, Ordering::Release);
     }
 }
 
 pub(crate) struct Writer {
-    db: Arc<DB>,
+    db: DB,
     options: StoreOptions,
     key: SigningKey,
     global: u64,
@@ -149,10 +144,8 @@ impl Writer {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&options.path, std::fs::Permissions::from_mode(0o700));
         }
-        let db = Arc::new(
-            DB::open_cf_descriptors(&db_options(), &options.path, families())
-                .map_err(|e| db_err(options, e))?,
-        );
+        let db = DB::open_cf_descriptors(&db_options(), &options.path, families())
+            .map_err(|e| db_err(options, e))?;
         let public = key.public();
         let get = |k: &[u8]| db.get(k).map_err(|e| db_err(options, e));
         match get(codec::META_PUBLIC_KEY)? {
@@ -331,6 +324,34 @@ impl Writer {
             .map_err(|e| StoreError::Write(e.into_string()))
     }
 
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut msgs = Vec::with_capacity(256);
+        loop {
+            let wait = self.next_wakeup();
+            match rx.recv_timeout(wait) {
+                Ok(m) => msgs.push(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            while msgs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+            if !msgs.is_empty() {
+                self.commit(&mut msgs);
+            }
+            self.housekeeping();
+        }
+        if self.unsynced {
+            let _ = self.db.flush_wal(true);
+        }
+        if let Err(e) = self.checkpoint("shutdown", &[], 0, WriteBatch::default()) {
+            tracing::error!(error = %e, "audit store: final checkpoint failed");
+        }
+    }
+
     /// Longest time written events may wait for their fsync.
     fn sync_window(&self) -> Duration {
         match self.options.durability {
@@ -354,6 +375,21 @@ impl Writer {
         wait.max(Duration::from_millis(1))
     }
 
+    /// fsync what was written without it.
+    fn sync_wal(&mut self) -> Result<(), StoreError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let r = self
+            .db
+            .flush_wal(true)
+            .map_err(|e| StoreError::Write(format!("fsync: {}", e.into_string())));
+        if r.is_ok() {
+            self.unsynced = false;
+            self.mark_lazy_durable();
+        }
+        self.last_sync = Instant::now();
+        r
+    }
+
     /// After an fsync: what was written without one is durable now.
     fn mark_lazy_durable(&mut self) {
         for session in self.lazy.drain() {
@@ -363,91 +399,16 @@ impl Writer {
         }
     }
 
-    /// A session whose record could not be written: it writes nothing
-    /// more, and its `o` marker (if its start was written) has the next
-    /// start close it as interrupted.
-    fn fail(&mut self, session: u64) {
-        self.open.remove(&session);
-        self.lazy.remove(&session);
-        self.failed.insert(session);
-    }
-
-    /// Write one event of one session now, on the caller's thread, without
-    /// an fsync: this write is the chain's order. Under batch durability
-    /// the session's durable mark moves at once; under sync durability at
-    /// the thread's next fsync. `Ok(true)`: the thread should look again
-    /// (the first write it has not synced, or the first head it has not
-    /// signed, since it last looked), so the sync window and the
-    /// checkpoint interval hold. An urgent event under sync durability
-    /// does not wake it: the session waits for that event next, and its
-    /// barrier brings the fsync. An error means the event is not recorded
-    /// and the session is refused from then on.
-    pub(crate) fn record(
-        &mut self,
-        session: u64,
-        seq: u32,
-        body: &[u8],
-        note: Note,
-        urgent: bool,
-    ) -> Result<bool, StoreError> {
-        if self.failed.contains(&session) {
-            return Err(StoreError::Write(
-                "an earlier write for this session failed".into(),
-            ));
-        }
-        let waited_for = urgent && self.options.durability == Durability::Sync;
-        let wake = self.dirty.is_empty() || !(self.unsynced || waited_for);
-        let undo_dirty = self.dirty.get(&session).copied();
-        let global_before = self.global;
-        let mut batch = WriteBatch::default();
-        self.apply(&mut batch, session, seq, body, note, codec::now_us());
-        if self.failed.contains(&session) {
-            // `apply` refused it and said why in the log.
-            self.open.remove(&session);
-            return Err(StoreError::Write(
-                "the audit store refused this session's record".into(),
-            ));
-        }
-        batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
-        // Never lower: sessions start in any order.
-        if session >= self.next_session {
-            self.next_session = session + 1;
-            batch.put(codec::META_NEXT_SESSION, self.next_session.to_be_bytes());
-        }
-        match self.write(batch, false) {
-            Ok(()) => {
-                self.unsynced = true;
-                if let Some(open) = self.open.get(&session) {
-                    if self.options.durability == Durability::Sync {
-                        self.lazy.insert(session);
-                    } else {
-                        // Written is what batch durability counts.
-                        open.mark_durable();
-                    }
-                }
-                Ok(wake)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, session, "audit store: write failed; the session is refused");
-                self.global = global_before;
-                match undo_dirty {
-                    Some(d) => {
-                        self.dirty.insert(session, d);
-                    }
-                    None => {
-                        self.dirty.remove(&session);
-                    }
-                }
-                self.fail(session);
-                Err(e)
-            }
-        }
-    }
-
     fn housekeeping(&mut self) {
+        if self.unsynced
+            && self.last_sync.elapsed() >= self.sync_window()
+            && let Err(e) = self.sync_wal()
+        {
+            tracing::error!(error = %e, "audit store: fsync failed");
+        }
         if !self.dirty.is_empty()
             && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
-            && let Err(e) = self.interval_checkpoint()
+            && let Err(e) = self.checkpoint("interval", &[], 0, WriteBatch::default())
         {
             // Try again one interval later, not at once.
             self.last_checkpoint = Instant::now();
@@ -469,6 +430,152 @@ impl Writer {
                 }
                 Err(e) => tracing::error!(error = %e, "audit store: retention failed"),
             }
+        }
+    }
+
+    /// One group commit.
+    fn commit(&mut self, msgs: &mut Vec<Msg>) {
+        let mut batch = WriteBatch::default();
+        let mut barriers = Vec::new();
+        let mut checkpoints = Vec::new();
+        let mut expiries = Vec::new();
+        // Undo state for a failed write: sessions as they were, the dirty
+        // entries replaced, the global counter.
+        let mut undo_open: HashMap<u64, Option<Open>> = HashMap::new();
+        let mut undo_dirty: HashMap<u64, Option<(u32, Hash)>> = HashMap::new();
+        let global_before = self.global;
+        let mut touched = HashSet::new();
+        let mut urgent_events = false;
+        let mut max_session = 0;
+        let now = codec::now_us();
+        for msg in msgs.drain(..) {
+            match msg {
+                Msg::Event {
+                    session,
+                    seq,
+                    body,
+                    note,
+                    urgent,
+                } => {
+                    if self.failed.contains(&session) {
+                        continue;
+                    }
+                    urgent_events |= urgent;
+                    touched.insert(session);
+                    max_session = max_session.max(session);
+                    if let std::collections::hash_map::Entry::Vacant(v) = undo_open.entry(session) {
+                        v.insert(self.open.get(&session).map(|o| Open {
+                            next_seq: o.next_seq,
+                            head: o.head,
+                            summary: o.summary.clone(),
+                            decisions: o.decisions.clone(),
+                            durable: o.durable.clone(),
+                        }));
+                        undo_dirty.insert(session, self.dirty.get(&session).copied());
+                    }
+                    self.apply(&mut batch, session, seq, &body, note, now);
+                }
+                Msg::Barrier { session, reply } => barriers.push((session, reply)),
+                // Both act on the store as it is after this batch.
+                Msg::Checkpoint { reply } => checkpoints.push(reply),
+                Msg::Expire { before_us, reply } => expiries.push((before_us, reply)),
+            }
+        }
+        let result = if self.global != global_before || !batch.is_empty() {
+            batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
+            // Never lower: a batch may hold only older sessions' events.
+            if max_session >= self.next_session {
+                self.next_session = max_session + 1;
+                batch.put(codec::META_NEXT_SESSION, self.next_session.to_be_bytes());
+            }
+            let sync = self.options.durability == Durability::Sync
+                && (urgent_events || !barriers.is_empty());
+            let r = self.write(batch, sync);
+            if r.is_ok() {
+                if sync {
+                    self.unsynced = false;
+                    self.last_sync = Instant::now();
+                    self.mark_lazy_durable();
+                } else {
+                    self.unsynced = true;
+                }
+                for session in &touched {
+                    match self.open.get(session) {
+                        // Durable now: synced, or written under batch
+                        // durability (where written is what counts).
+                        Some(open) if sync || self.options.durability != Durability::Sync => {
+                            open.mark_durable();
+                        }
+                        Some(_) => {
+                            self.lazy.insert(*session);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            r
+        } else if self.options.durability == Durability::Sync
+            && self.unsynced
+            && !barriers.is_empty()
+        {
+            // A barrier for events an earlier, unsynced write holds.
+            self.sync_wal()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &result {
+            // A session waiting here may have events in an earlier write
+            // this fsync was to cover: none of it counts as recorded.
+            touched.extend(barriers.iter().map(|(session, _)| *session));
+            tracing::error!(error = %e, sessions = touched.len(), "audit store: write failed; the affected sessions are refused");
+            self.global = global_before;
+            for (session, before) in undo_open {
+                match before {
+                    Some(o) => {
+                        self.open.insert(session, o);
+                    }
+                    None => {
+                        self.open.remove(&session);
+                    }
+                }
+            }
+            for (session, before) in undo_dirty {
+                match before {
+                    Some(d) => {
+                        self.dirty.insert(session, d);
+                    }
+                    None => {
+                        self.dirty.remove(&session);
+                    }
+                }
+            }
+            // A failed session writes nothing more; its `o` marker (if its
+            // start was written) has the next start close it as interrupted.
+            for session in &touched {
+                self.open.remove(session);
+            }
+            self.failed.extend(touched);
+        }
+        for (session, reply) in barriers {
+            let answer = if self.failed.contains(&session) {
+                Err(match &result {
+                    Err(e) => e.clone(),
+                    Ok(()) => StoreError::Write("an earlier write for this session failed".into()),
+                })
+            } else {
+                Ok(())
+            };
+            let _ = reply.send(answer);
+        }
+        for (before_us, reply) in expiries {
+            let _ = reply.send(self.expire(before_us));
+        }
+        for reply in checkpoints {
+            let _ = reply.send(if self.dirty.is_empty() {
+                Ok(())
+            } else {
+                self.checkpoint("requested", &[], 0, WriteBatch::default())
+            });
         }
         // A failed session never writes again; forget it once it is gone.
         if self.failed.len() > 4096 {
@@ -620,35 +727,13 @@ impl Writer {
         }
     }
 
-    /// Sign the dirty heads (and record `expired`), writing `batch` with
-    /// it, and fsync.
+    /// Sign the dirty heads (and record `expired`), writing `extra` with it.
     fn checkpoint(
         &mut self,
         reason: &str,
         expired: &[u64],
         expired_events: u64,
-        batch: WriteBatch,
-    ) -> Result<(), StoreError> {
-        self.sign(reason, expired, expired_events, batch, true)
-    }
-
-    /// The checkpoint of the interval, written without an fsync: the
-    /// thread's next one (within the sync window, outside the lock) makes it
-    /// durable, so sessions do not wait on the disk behind the lock. A crash
-    /// before then loses it with everything written after it (the log is
-    /// in order), and recovery signs those heads again.
-    fn interval_checkpoint(&mut self) -> Result<(), StoreError> {
-        self.sign("interval", &[], 0, WriteBatch::default(), false)
-    }
-
-    /// Sign the dirty heads (and record `expired`), writing `batch` with it.
-    fn sign(
-        &mut self,
-        reason: &str,
-        expired: &[u64],
-        expired_events: u64,
         mut batch: WriteBatch,
-        sync: bool,
     ) -> Result<(), StoreError> {
         let cp = Checkpoint {
             n: self.checkpoint_n + 1,
@@ -685,13 +770,8 @@ impl Writer {
                 codec::marker_key(index::UNSIGNED, *session),
             );
         }
-        self.write(batch, sync)?;
-        if sync {
-            self.unsynced = false;
-            self.mark_lazy_durable();
-        } else {
-            self.unsynced = true;
-        }
+        self.write(batch, true)?;
+        self.unsynced = false;
         self.checkpoint_n = cp.n;
         self.checkpoint_hash = codec::hex(&codec::sha256(&signed));
         self.last_checkpoint = Instant::now();
@@ -778,148 +858,6 @@ impl Writer {
         self.checkpoint("expiry", &victims, events, batch)?;
         Ok(victims.len())
     }
-}
-
-/// The writer shared by sessions (which write their own events) and the
-/// thread (fsyncs, checkpoints, retention). The thread takes it out as it
-/// stops, closing the database: `None` is a closed store.
-pub(crate) type Shared = Arc<Mutex<Option<Writer>>>;
-
-pub(crate) fn lock(shared: &Mutex<Option<Writer>>) -> MutexGuard<'_, Option<Writer>> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The writer thread: one fsync for every barrier queued (group commit,
-/// under sync durability), the sync window, checkpoints, retention, and
-/// what `Store` asks for. The fsync runs outside the lock, so sessions go
-/// on writing meanwhile.
-pub(crate) fn run(shared: Shared, rx: mpsc::Receiver<Msg>) {
-    let Some(db) = lock(&shared).as_ref().map(|w| Arc::clone(&w.db)) else {
-        return;
-    };
-    let mut msgs = Vec::with_capacity(256);
-    loop {
-        let Some(wait) = lock(&shared).as_ref().map(Writer::next_wakeup) else {
-            break;
-        };
-        match rx.recv_timeout(wait) {
-            Ok(m) => msgs.push(m),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        while msgs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut barriers = Vec::new();
-        let mut checkpoints = Vec::new();
-        let mut expiries = Vec::new();
-        for msg in msgs.drain(..) {
-            match msg {
-                Msg::Barrier { session, reply } => barriers.push((session, reply)),
-                Msg::Checkpoint { reply } => checkpoints.push(reply),
-                Msg::Expire { before_us, reply } => expiries.push((before_us, reply)),
-                Msg::Wake => {}
-            }
-        }
-        let due = lock(&shared).as_ref().is_some_and(|w| {
-            w.unsynced
-                && ((w.options.durability == Durability::Sync && !barriers.is_empty())
-                    || w.last_sync.elapsed() >= w.sync_window())
-        });
-        let synced = if due { sync(&shared, &db) } else { Ok(()) };
-        let mut guard = lock(&shared);
-        let Some(w) = guard.as_mut() else {
-            break;
-        };
-        for (session, reply) in barriers {
-            // A barrier comes after its session's writes: the fsync above
-            // (or an earlier one) covers them, unless it failed.
-            if let Err(e) = &synced
-                && !w.failed.contains(&session)
-            {
-                tracing::error!(error = %e, session, "audit store: fsync failed; the session is refused");
-                w.fail(session);
-            }
-            let answer = if w.failed.contains(&session) {
-                Err(match &synced {
-                    Err(e) => e.clone(),
-                    Ok(()) => StoreError::Write("an earlier write for this session failed".into()),
-                })
-            } else {
-                Ok(())
-            };
-            let _ = reply.send(answer);
-        }
-        for (before_us, reply) in expiries {
-            let _ = reply.send(w.expire(before_us));
-        }
-        for reply in checkpoints {
-            let _ = reply.send(if w.dirty.is_empty() {
-                Ok(())
-            } else {
-                w.checkpoint("requested", &[], 0, WriteBatch::default())
-            });
-        }
-        w.housekeeping();
-    }
-    // Records are refused from here on; the database closes with `w`.
-    let Some(mut w) = lock(&shared).take() else {
-        return;
-    };
-    if w.unsynced {
-        let _ = w.db.flush_wal(true);
-    }
-    if let Err(e) = w.checkpoint("shutdown", &[], 0, WriteBatch::default()) {
-        tracing::error!(error = %e, "audit store: final checkpoint failed");
-    }
-}
-
-/// fsync the log, outside the lock. Under sync durability the sessions
-/// written before it get their durable marks as they were when it began;
-/// if it fails, those sessions are refused.
-fn sync(shared: &Mutex<Option<Writer>>, db: &DB) -> Result<(), StoreError> {
-    let pending: Vec<(u64, Arc<AtomicU32>, u32)> = {
-        let mut guard = lock(shared);
-        let Some(w) = guard.as_mut() else {
-            return Err(StoreError::Closed);
-        };
-        w.unsynced = false;
-        w.syncs.fetch_add(1, Ordering::Relaxed);
-        let open = &w.open;
-        w.lazy
-            .drain()
-            .filter_map(|s| {
-                open.get(&s)
-                    .map(|o| (s, Arc::clone(&o.durable), o.next_seq))
-            })
-            .collect()
-    };
-    let r = db
-        .flush_wal(true)
-        .map_err(|e| StoreError::Write(format!("fsync: {}", e.into_string())));
-    let mut guard = lock(shared);
-    let Some(w) = guard.as_mut() else {
-        return r;
-    };
-    w.last_sync = Instant::now();
-    match &r {
-        Ok(()) => {
-            for (_, mark, n) in pending {
-                mark.fetch_max(n, Ordering::Release);
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, sessions = pending.len(), "audit store: fsync failed; the sessions it was to cover are refused");
-            w.unsynced = true;
-            for (session, _, _) in pending {
-                w.fail(session);
-            }
-        }
-    }
-    r
 }
 
 /// The number and signed-bytes hash of the newest checkpoint.

@@ -2,8 +2,8 @@
 //! session waits for is on disk before `durable()` returns, outcomes (which
 //! nobody waits for) ride on the next fsync instead of costing their own,
 //! and an outcome with nothing after it is still synced within
-//! `LAZY_SYNC`; sessions writing their own events from many threads at
-//! once leave one store that verifies.
+//! `LAZY_SYNC`; sessions recording from many threads at once leave one
+//! store that verifies.
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -184,11 +184,10 @@ fn durable_answers_from_the_mark_without_the_writer() {
     );
 }
 
-/// Sessions write their own events, from as many threads as the runtime
-/// has: eight sessions at once, each waiting for every statement and
-/// interleaving outcomes, with the interval checkpoints (every 20 ms here)
-/// signing while they write. The store they leave verifies, every event
-/// present and counted by the last checkpoint.
+/// Sessions record from many threads at once: eight sessions, each
+/// waiting for every statement and interleaving outcomes, with the interval
+/// checkpoints (every 20 ms here) signing while they write. The store they
+/// leave verifies, every event present and counted by the last checkpoint.
 #[test]
 fn concurrent_sessions_leave_a_store_that_verifies() {
     let s = Scratch::new("concurrent");
