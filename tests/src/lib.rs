@@ -44,7 +44,7 @@ pub mod soak;
 pub mod topology;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -137,8 +137,18 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if std::env::var_os("SLUICE_LAB_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("SLUICE_LAB_KEEP").is_some() {
+            return;
         }
+        // A filesystem a test mounted inside (a small tmpfs for the store)
+        // would stop the removal at its mount point: unmount it first. The
+        // scenario's daemon is gone by now (its field drops first).
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+            if Path::new(point).starts_with(&self.0) {
+                let _ = netns::sh(&["umount", "-l", point]);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
