@@ -672,6 +672,130 @@ fn hc1_postgres_hostile_clients() {
 
 // ---- MySQL ------------------------------------------------------------
 
+/// Parallel guesses: twelve raw sessions from one source start at once as
+/// `guessme` (cleartext password auth) and each waits a second after the
+/// database asks for the password before it sends a wrong one. Every login
+/// holds its place in the failed-login budget until the database's
+/// verdict, so `auth_failures_per_minute` (3) of them reach the database
+/// and the other nine wait at sluice, then are refused once the three
+/// have failed. (Before, all twelve passed the check while no failure was
+/// counted yet, and all twelve guesses reached the database.) Then a pool
+/// from the other identity opens ten sessions at once with the right
+/// password, more than the limit in flight: every one logs in.
+#[test]
+fn hc3_parallel_guesses_reach_the_database_at_most_the_limit() {
+    if !require_privileged("hc3") {
+        return;
+    }
+    let tag = "hc3";
+    let run = scenario::start_custom(tag, 62, |p| {
+        let hba = p.pg.dir.join("data/pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("host all guessme 0.0.0.0/0 password\nhost all guessme ::/0 password\n{old}"),
+        )
+        .unwrap();
+        p.pg.sql("CREATE ROLE guessme LOGIN PASSWORD 'right-password'");
+        p.pg.sql("SELECT pg_reload_conf()");
+        Custom {
+            proxy: "auth_failures_per_minute = 3\n".into(),
+            sections: identities(p.lab, tag),
+            ..Custom::default()
+        }
+    });
+    let lab = &run.lab;
+    let v4: SocketAddr = format!("{}:5432", lab.db_ip).parse().unwrap();
+    let guesses_in_db = || {
+        run.pg
+            .log_text()
+            .matches("password authentication failed for user \"guessme\"")
+            .count()
+    };
+    assert_eq!(guesses_in_db(), 0);
+
+    let go = Instant::now() + Duration::from_secs(1);
+    let outcomes: Vec<(bool, String, String)> = std::thread::scope(|scope| {
+        let guesses: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut s = connect(&lab.agent, None, v4);
+                    s.write_all(&pg_startup("guessme")).unwrap();
+                    match pg_read(&mut s) {
+                        // AuthenticationCleartextPassword: the database asks.
+                        Some((b'R', body)) if body == 3i32.to_be_bytes() => {}
+                        Some((b'E', body)) => {
+                            let (code, message) = pg_error_fields(&body);
+                            return (false, code, message);
+                        }
+                        other => panic!("unexpected first answer: {other:?}"),
+                    }
+                    std::thread::sleep(go.saturating_duration_since(Instant::now()));
+                    let mut msg = vec![b'p'];
+                    msg.extend_from_slice(&(4 + 15i32).to_be_bytes());
+                    msg.extend_from_slice(b"wrong-password\0");
+                    s.write_all(&msg).unwrap();
+                    let (code, message) = pg_error(&mut s).expect("the guess is refused");
+                    (true, code, message)
+                })
+            })
+            .collect();
+        guesses.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let asked = outcomes.iter().filter(|o| o.0).count();
+    eprintln!(
+        "parallel guesses: {asked} asked for a password by the database, {} refused by sluice",
+        12 - asked
+    );
+    for (by_db, code, message) in &outcomes {
+        if *by_db {
+            assert_eq!(code, "28P01", "{message}");
+        } else {
+            assert_eq!(code, "28000", "{message}");
+            assert!(message.contains("too many failed logins from"), "{message}");
+        }
+    }
+    assert_eq!(asked, 3, "{outcomes:?}");
+    // The database's own count agrees: three guesses got there.
+    let in_db = sluice_lab::wait_for(Duration::from_secs(5), || {
+        let n = guesses_in_db();
+        (n >= 3).then_some(n)
+    })
+    .expect("the database logged its refusals");
+    assert_eq!(in_db, 3, "{}", run.pg.log_text());
+
+    // A pool from agent-b: ten logins at once, more than the limit.
+    let good = pg_info(&lab.db_ip6, postgres::PASSWORD);
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            lab.agent
+                .command(&[
+                    "psql",
+                    "-X",
+                    "-Atq",
+                    &good,
+                    "-c",
+                    &format!("select 'pool {i}'"),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn psql")
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        // connect_timeout=10 bounds each client.
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == format!("pool {i}"),
+            "pool session {i}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(sluice_alive(&run.daemon), "the daemon is still running");
+}
+
 /// The next packet (sequence id, payload), None at EOF or on an error.
 fn my_read(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 4];

@@ -249,7 +249,9 @@ pub struct ProxyConfig {
     /// admission (`auth = "inject"`). Past the limit, logins from that
     /// source or as that identity and user are refused at once, without
     /// dialling the database (PostgreSQL SQLSTATE 28000, MySQL ERR 1129),
-    /// and recorded, until the oldest failure is a minute old.
+    /// and recorded, until the oldest failure is a minute old. A login in
+    /// progress holds a place in the same budget until its verdict (more
+    /// wait), so parallel guesses cannot all pass before one is counted.
     pub auth_failures_per_minute: u32,
     /// Sessions one workload identity may hold at once (each identity
     /// counted on its own; `unknown` is one identity). The next one is

@@ -399,17 +399,22 @@ where
     }
     let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
     let user = summary.user.clone().unwrap_or_default();
-    if let Err(blocked) = logins.check(source, route.identity, &user) {
-        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
-        return Err(refused(
-            &mut client,
-            client_seq.wrapping_add(1),
-            codes::HOST_BLOCKED,
-            "HY000",
-            blocked.to_string(),
-        )
-        .await);
-    }
+    // The login holds its place in the failed-login budget until the
+    // verdict (parallel guesses cannot all pass before one is counted).
+    let attempt = match logins.attempt(source, route.identity, &user).await {
+        Ok(a) => a,
+        Err(blocked) => {
+            tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
+            return Err(refused(
+                &mut client,
+                client_seq.wrapping_add(1),
+                codes::HOST_BLOCKED,
+                "HY000",
+                blocked.to_string(),
+            )
+            .await);
+        }
+    };
 
     // Injection: admit the workload now, before the database leg goes on.
     // `cseq` is the next sequence id towards the client.
@@ -432,7 +437,7 @@ where
                     Some(cred)
                 }
                 Err(inject::Refusal(message)) => {
-                    logins.failed(source, route.identity, &user);
+                    attempt.failed();
                     return Err(
                         refused(&mut client, cseq, codes::ACCESS_DENIED, "28000", message).await,
                     );
@@ -566,7 +571,7 @@ where
                         tracing::info!(error = %why, code, "the database refused the login");
                         // Refused credentials count against the login limits.
                         if matches!(code, codes::ACCESS_DENIED | codes::ACCESS_DENIED_NO_PASSWORD) {
-                            logins.failed(source, route.identity, &user);
+                            attempt.failed();
                         }
                         summary.login_error = Some(format!("{code} {why}"));
                         return Ok(None);

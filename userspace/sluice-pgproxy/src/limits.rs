@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::Notify;
+
 use crate::Workload;
 
 /// The rule name an over-long statement is refused and recorded under.
@@ -152,10 +154,27 @@ impl std::fmt::Display for Blocked {
 /// Failed logins in a sliding window, per source address and per
 /// identity and database user. Each key keeps the times of its last
 /// `limit` failures, so memory per key is bounded; keys are bounded too.
+///
+/// A login is an [`Attempt`] from before it reaches the database until its
+/// verdict, and attempts in flight count against the same budget as
+/// failures: with `f` recent failures, at most `limit - f` logins of a key
+/// are in flight at once, and more wait (within the startup timeout) for
+/// one to end. So parallel guesses cannot all pass the check before the
+/// first failure is counted, while a pool opening many sessions at once
+/// with good credentials only queues briefly behind its own logins.
 pub struct LoginLimiter {
     limit: u32,
     window: Duration,
-    failures: Mutex<HashMap<LoginKey, VecDeque<Instant>>>,
+    keys: Mutex<HashMap<LoginKey, Entry>>,
+    /// Woken when an attempt ends (a budget may have freed).
+    ended: Notify,
+}
+
+/// One key's recent failures and logins in flight.
+#[derive(Default)]
+struct Entry {
+    failures: VecDeque<Instant>,
+    in_flight: u32,
 }
 
 impl LoginLimiter {
@@ -169,7 +188,8 @@ impl LoginLimiter {
         LoginLimiter {
             limit: limit.max(1),
             window,
-            failures: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            ended: Notify::new(),
         }
     }
 
@@ -177,72 +197,179 @@ impl LoginLimiter {
     /// database, when the user is not known yet.) A remote client counts
     /// by its address, a local process (jump host) by its uid.
     pub fn check_source(&self, source: &Workload) -> Result<(), Blocked> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         self.blocked(&map, &LoginKey::Source(Source::of(source)), || {
             Source::describe(source)
         })
     }
 
-    /// Refuse a login from `source` by `identity` as database `user` now?
-    pub fn check(&self, source: &Workload, identity: &str, user: &str) -> Result<(), Blocked> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        self.blocked(&map, &LoginKey::Source(Source::of(source)), || {
-            Source::describe(source)
-        })?;
-        self.blocked(
-            &map,
-            &LoginKey::Identity(identity.to_owned(), user.to_owned()),
-            || format!("identity {identity} as user \"{user}\""),
-        )
-    }
-
-    /// Count a failed login against its source and its identity and user.
-    pub fn failed(&self, source: &Workload, identity: &str, user: &str) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for key in [
+    /// Begin a login from `source` by `identity` as database `user`:
+    /// refused when its source, or its identity and user, reached the
+    /// limit of failures; otherwise it waits until both have budget for
+    /// one more login in flight. Call [`Attempt::failed`] when the
+    /// credentials are refused; dropping the attempt ends it otherwise.
+    pub async fn attempt(
+        self: &Arc<Self>,
+        source: &Workload,
+        identity: &str,
+        user: &str,
+    ) -> Result<Attempt, Blocked> {
+        let keys = [
             LoginKey::Source(Source::of(source)),
             LoginKey::Identity(identity.to_owned(), user.to_owned()),
-        ] {
-            if !map.contains_key(&key) && map.len() >= MAX_KEYS {
-                let window = self.window;
-                map.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
-                if map.len() >= MAX_KEYS {
-                    tracing::warn!(
-                        keys = map.len(),
-                        "failed-login table full: this failure is not counted"
-                    );
+        ];
+        let mut waited = false;
+        loop {
+            let ended = {
+                let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                self.blocked(&map, &keys[0], || Source::describe(source))?;
+                self.blocked(&map, &keys[1], || {
+                    format!("identity {identity} as user \"{user}\"")
+                })?;
+                let now = Instant::now();
+                let room = |k: &LoginKey| {
+                    map.get(k).is_none_or(|e| {
+                        self.recent(e, now) + (e.in_flight as usize) < self.limit as usize
+                    })
+                };
+                if room(&keys[0]) && room(&keys[1]) {
+                    for k in &keys {
+                        if let Some(e) = self.entry(&mut map, k, now) {
+                            e.in_flight += 1;
+                        }
+                    }
+                    return Ok(Attempt {
+                        limiter: Arc::clone(self),
+                        keys: Some(keys),
+                    });
+                }
+                // Registered before the lock is let go: an attempt ending
+                // from here on wakes it.
+                self.ended.notified()
+            };
+            if !waited {
+                waited = true;
+                tracing::debug!(
+                    identity,
+                    user,
+                    "login waits: earlier logins of its source or identity are in flight"
+                );
+            }
+            ended.await;
+        }
+    }
+
+    /// Count a failed login against its source and its identity and user
+    /// (one that was never an [`Attempt`]).
+    pub fn failed(&self, source: &Workload, identity: &str, user: &str) {
+        let keys = [
+            LoginKey::Source(Source::of(source)),
+            LoginKey::Identity(identity.to_owned(), user.to_owned()),
+        ];
+        self.settle(&keys, false, true);
+    }
+
+    /// End a login: give back its places in flight, count its failure.
+    fn settle(&self, keys: &[LoginKey; 2], in_flight: bool, failed: bool) {
+        let now = Instant::now();
+        {
+            let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            for key in keys {
+                let Some(e) = self.entry(&mut map, key, now) else {
                     continue;
+                };
+                if in_flight {
+                    e.in_flight = e.in_flight.saturating_sub(1);
+                }
+                if failed {
+                    if e.failures.len() >= self.limit as usize {
+                        e.failures.pop_front();
+                    }
+                    e.failures.push_back(now);
+                }
+                while e.failures.front().is_some_and(|t| now - *t >= self.window) {
+                    e.failures.pop_front();
+                }
+                if e.in_flight == 0 && e.failures.is_empty() {
+                    map.remove(key);
                 }
             }
-            let times = map.entry(key).or_default();
-            if times.len() >= self.limit as usize {
-                times.pop_front();
-            }
-            times.push_back(now);
         }
+        self.ended.notify_waiters();
+    }
+
+    /// `key`'s entry, made if missing while the table has room (expired
+    /// keys are dropped first); None when it is full.
+    fn entry<'m>(
+        &self,
+        map: &'m mut HashMap<LoginKey, Entry>,
+        key: &LoginKey,
+        now: Instant,
+    ) -> Option<&'m mut Entry> {
+        if !map.contains_key(key) && map.len() >= MAX_KEYS {
+            map.retain(|_, e| e.in_flight > 0 || self.recent(e, now) > 0);
+            if map.len() >= MAX_KEYS {
+                tracing::warn!(
+                    keys = map.len(),
+                    "failed-login table full: this login is not counted"
+                );
+                return None;
+            }
+        }
+        Some(map.entry(key.clone()).or_default())
+    }
+
+    /// Failures of `e` within the window.
+    fn recent(&self, e: &Entry, now: Instant) -> usize {
+        e.failures
+            .iter()
+            .filter(|t| now - **t < self.window)
+            .count()
     }
 
     fn blocked(
         &self,
-        map: &HashMap<LoginKey, VecDeque<Instant>>,
+        map: &HashMap<LoginKey, Entry>,
         key: &LoginKey,
         what: impl FnOnce() -> String,
     ) -> Result<(), Blocked> {
-        let Some(times) = map.get(key) else {
+        let Some(e) = map.get(key) else {
             return Ok(());
         };
         let now = Instant::now();
-        let recent = times.iter().filter(|t| now - **t < self.window).count();
-        if recent < self.limit as usize {
+        if self.recent(e, now) < self.limit as usize {
             return Ok(());
         }
-        let oldest = times.front().copied().unwrap_or(now);
+        let oldest = e.failures.front().copied().unwrap_or(now);
         Err(Blocked {
             what: what(),
             limit: self.limit,
             retry_after: self.window.saturating_sub(now - oldest),
         })
+    }
+}
+
+/// One login from before it reaches the database until its verdict (see
+/// [`LoginLimiter`]); dropped, it ends without counting a failure.
+pub struct Attempt {
+    limiter: Arc<LoginLimiter>,
+    keys: Option<[LoginKey; 2]>,
+}
+
+impl Attempt {
+    /// The credentials were refused: count the failure.
+    pub fn failed(mut self) {
+        if let Some(keys) = self.keys.take() {
+            self.limiter.settle(&keys, true, true);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(keys) = self.keys.take() {
+            self.limiter.settle(&keys, true, false);
+        }
     }
 }
 
@@ -342,38 +469,149 @@ mod tests {
         }
     }
 
+    /// A login that must not wait: refused, or ended at once (failed).
+    fn check(l: &Arc<LoginLimiter>, src: &str, identity: &str, user: &str) -> Result<(), Blocked> {
+        block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), l.attempt(&ip(src), identity, user))
+                .await
+                .expect("the login does not wait")
+                .map(drop)
+        })
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     #[test]
     fn a_source_is_blocked_after_the_limit_and_others_are_not() {
-        let l = LoginLimiter::new(3);
+        let l = Arc::new(LoginLimiter::new(3));
         for _ in 0..3 {
-            assert!(l.check(&ip("10.0.0.2"), "a", "app").is_ok());
+            assert!(check(&l, "10.0.0.2", "a", "app").is_ok());
             l.failed(&ip("10.0.0.2"), "a", "app");
         }
         let b = l.check_source(&ip("10.0.0.2")).unwrap_err();
         assert!(b.to_string().contains("source 10.0.0.2"), "{b}");
         assert!(b.retry_after <= Duration::from_secs(60));
         // Another source, another identity: unaffected.
-        assert!(l.check(&ip("10.0.0.3"), "b", "app").is_ok());
+        assert!(check(&l, "10.0.0.3", "b", "app").is_ok());
         // Another source, the same identity and user: blocked by identity.
-        let b = l.check(&ip("10.0.0.3"), "a", "app").unwrap_err();
+        let b = check(&l, "10.0.0.3", "a", "app").unwrap_err();
         assert!(b.to_string().contains("identity a as user \"app\""), "{b}");
         // The same identity as another user: only the source counts.
-        assert!(l.check(&ip("10.0.0.3"), "a", "other").is_ok());
+        assert!(check(&l, "10.0.0.3", "a", "other").is_ok());
     }
 
     #[test]
     fn failures_leave_the_window() {
-        let l = LoginLimiter::with_window(2, Duration::from_millis(50));
+        let l = Arc::new(LoginLimiter::with_window(2, Duration::from_millis(50)));
         l.failed(&ip("10.0.0.2"), "a", "u");
         l.failed(&ip("10.0.0.2"), "a", "u");
         assert!(l.check_source(&ip("10.0.0.2")).is_err());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(l.check(&ip("10.0.0.2"), "a", "u").is_ok());
+        assert!(check(&l, "10.0.0.2", "a", "u").is_ok());
+        // Nothing is kept for a key with no failures and nothing in flight.
+        assert!(l.keys.lock().unwrap().is_empty());
+    }
+
+    /// Parallel guesses: every login in flight holds a place in the
+    /// budget, so no more than `limit` ever reach the database, however
+    /// many start at once.
+    #[test]
+    fn parallel_failing_logins_reach_the_database_at_most_limit_times() {
+        let l = Arc::new(LoginLimiter::new(3));
+        let reached = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let refused = block_on(async {
+            let tasks: Vec<_> = (0..20)
+                .map(|_| {
+                    let (l, reached) = (Arc::clone(&l), Arc::clone(&reached));
+                    tokio::spawn(async move {
+                        match l.attempt(&ip("10.0.0.2"), "a", "u").await {
+                            Ok(attempt) => {
+                                reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                attempt.failed();
+                                false
+                            }
+                            Err(_) => true,
+                        }
+                    })
+                })
+                .collect();
+            let mut refused = 0;
+            for t in tasks {
+                refused += u32::from(t.await.unwrap());
+            }
+            refused
+        });
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(refused, 17);
+    }
+
+    /// A pool opening more sessions at once than the limit, with good
+    /// credentials: every login goes through, the later ones after a
+    /// short wait for the earlier ones to end.
+    #[test]
+    fn parallel_good_logins_all_go_through() {
+        let l = Arc::new(LoginLimiter::new(3));
+        let done = block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let l = Arc::clone(&l);
+                    tokio::spawn(async move {
+                        let attempt = l.attempt(&ip("10.0.0.2"), "a", "u").await?;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        drop(attempt);
+                        Ok::<_, Blocked>(())
+                    })
+                })
+                .collect();
+            let mut done = 0;
+            for t in tasks {
+                t.await.unwrap().unwrap();
+                done += 1;
+            }
+            done
+        });
+        assert_eq!(done, 16);
+        assert!(l.keys.lock().unwrap().is_empty());
+    }
+
+    /// One failure among logins in flight: the budget shrinks by one, and
+    /// a login waiting for room is refused once failures reach the limit.
+    #[test]
+    fn a_waiting_login_is_refused_when_the_failures_in_flight_reach_the_limit() {
+        let l = Arc::new(LoginLimiter::new(2));
+        block_on(async {
+            let a = l.attempt(&ip("10.0.0.2"), "a", "u").await.unwrap();
+            let b = l.attempt(&ip("10.0.0.2"), "a", "u").await.unwrap();
+            let waiting = {
+                let l = Arc::clone(&l);
+                tokio::spawn(async move { l.attempt(&ip("10.0.0.2"), "a", "u").await.map(drop) })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "no room: it waits");
+            a.failed();
+            b.failed();
+            let r = tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .expect("woken when the attempts end")
+                .unwrap();
+            assert!(
+                r.unwrap_err()
+                    .to_string()
+                    .contains("too many failed logins")
+            );
+        });
     }
 
     #[test]
     fn ipv6_sources_count_by_their_64_and_mapped_v4_as_v4() {
-        let l = LoginLimiter::new(1);
+        let l = Arc::new(LoginLimiter::new(1));
         l.failed(&ip("fd00:1:2:3::10"), "a", "u");
         assert!(l.check_source(&ip("fd00:1:2:3::99")).is_err());
         assert!(l.check_source(&ip("fd00:1:2:4::10")).is_ok());
@@ -400,8 +638,8 @@ mod tests {
         for _ in 0..1000 {
             l.failed(&ip("10.0.0.2"), "a", "u");
         }
-        let map = l.failures.lock().unwrap();
-        assert!(map.values().all(|t| t.len() == 4));
+        let map = l.keys.lock().unwrap();
+        assert!(map.values().all(|e| e.failures.len() == 4));
     }
 
     #[test]

@@ -290,10 +290,20 @@ where
         return Err(refused(&mut client, "53300", message).await);
     }
     let source = &route.workload;
-    if let Err(blocked) = config.limits.logins.check(source, route.identity, &user) {
-        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
-        return Err(refused(&mut client, "28000", blocked.to_string()).await);
-    }
+    // The login holds its place in the failed-login budget until the
+    // verdict (parallel guesses cannot all pass before one is counted).
+    let attempt = match config
+        .limits
+        .logins
+        .attempt(source, route.identity, &user)
+        .await
+    {
+        Ok(a) => a,
+        Err(blocked) => {
+            tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
+            return Err(refused(&mut client, "28000", blocked.to_string()).await);
+        }
+    };
     if version != PROTOCOL_3_0 || !declined.is_empty() {
         let mut n = BytesMut::new();
         BackendMessage::NegotiateProtocolVersion {
@@ -333,7 +343,7 @@ where
                 }
                 Err(r) => {
                     if r.sqlstate.starts_with("28") {
-                        config.limits.logins.failed(source, route.identity, &user);
+                        attempt.failed();
                     }
                     return Err(refused(&mut client, r.sqlstate, r.message).await);
                 }
@@ -519,7 +529,7 @@ where
                 };
                 let sqlstate = field(b'C');
                 if sqlstate.starts_with("28") {
-                    config.limits.logins.failed(source, route.identity, &user);
+                    attempt.failed();
                 }
                 summary.login_error = Some(format!("{sqlstate} {}", field(b'M')));
                 return Ok(None);
