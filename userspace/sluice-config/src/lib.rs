@@ -250,8 +250,12 @@ pub struct ProxyConfig {
     /// source or as that identity and user are refused at once, without
     /// dialling the database (PostgreSQL SQLSTATE 28000, MySQL ERR 1129),
     /// and recorded, until the oldest failure is a minute old. A login in
-    /// progress holds a place in the same budget until its verdict (more
-    /// wait), so parallel guesses cannot all pass before one is counted.
+    /// progress counts too until the database's verdict: with `f` recent
+    /// failures, at most `limit − f` logins of one source (or identity and
+    /// user) are in flight at once and the next ones wait for a verdict
+    /// (within `startup_timeout_ms`), so guesses sent in parallel cannot
+    /// all reach the database before the first failure counts. A pool
+    /// opening more sessions at once than the limit only waits briefly.
     pub auth_failures_per_minute: u32,
     /// Sessions one workload identity may hold at once (each identity
     /// counted on its own; `unknown` is one identity). The next one is
