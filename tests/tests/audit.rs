@@ -348,14 +348,15 @@ fn a2_kill_9_under_pgbench_loses_no_executed_write() {
 }
 
 #[test]
-fn a3_a_full_store_disk_refuses_statements() {
+fn a3_a_full_store_disk_refuses_statements_until_space_returns() {
     if !require_privileged("a3") {
         return;
     }
-    // The store directory is its own small tmpfs.
+    // The store directory is its own tmpfs: 160 MiB, so that once the
+    // filler is gone RocksDB finds the 64 MiB it wants free to resume.
     let mut mounted = None;
     let run = start_custom("a3", 29, |p| {
-        mounted = Some(netns::mount_tmpfs(&store_dir(&p.scratch.0), "16m"));
+        mounted = Some(netns::mount_tmpfs(&store_dir(&p.scratch.0), "160m"));
         p.pg.sql(&format!(
             "ALTER ROLE {} SET log_statement = 'all'",
             postgres::USER
@@ -375,11 +376,14 @@ fn a3_a_full_store_disk_refuses_statements() {
         "if=/dev/zero",
         &format!("of={}", filler.display()),
         "bs=1M",
-        "count=64",
+        "count=200",
     ]);
     let script = run.scratch.0.join("fill.sql");
+    // Each statement's record holds its text: 32 KB of padding outgrows
+    // the WAL space RocksDB set aside before the disk filled.
+    let pad = "x".repeat(32_000);
     let sql: String = (1..=2000)
-        .map(|i| format!("SELECT 'fill-{i}';\n"))
+        .map(|i| format!("SELECT 'fill-{i}' WHERE length('{pad}') > 0;\n"))
         .collect();
     fs::write(&script, sql).unwrap();
     let info = postgres::conninfo(&host, 5432);
@@ -438,6 +442,50 @@ fn a3_a_full_store_disk_refuses_statements() {
     let (ok, _, err) = run.agent_psql(&host, "UPDATE cards SET holder = 'still full'");
     assert!(!ok && err.contains("audit store"), "{err}");
     assert!(!run.pg.log_text().contains("still full"));
+
+    // Space comes back. RocksDB resumes writing by itself once the disk has
+    // room for its memtables (its SstFileManager looks every 5 s), and the
+    // store with it: new sessions work again without a restart, and the
+    // sessions the failure cut short are closed in the record.
+    fs::remove_file(&filler).unwrap();
+    let freed = std::time::Instant::now();
+    let back = sluice_lab::wait_for(Duration::from_secs(30), || {
+        let (ok, out, _) = run.agent_psql(&host, "SELECT 'after space came back'");
+        (ok && out.contains("after space came back")).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the store did not write again within 30 s of space coming back: {}",
+        run.daemon.log_text()
+    );
+    eprintln!(
+        "a3: writing again {:?} after space came back",
+        freed.elapsed()
+    );
+    let (ok, out, err) = run.agent_psql(&host, "SELECT 'space back, recorded'");
+    assert!(ok && out.contains("space back"), "{err}");
+    let export = sluice_lab::daemon::export_until(&run.daemon, &run.scratch.0, |t| {
+        t.contains("space back, recorded")
+            && t.contains("cut short: the audit store could not write")
+    });
+    assert!(export.contains("space back, recorded"), "not recorded");
+    assert!(
+        export.contains("cut short: the audit store could not write"),
+        "the session the full disk cut short is not closed in the record"
+    );
+    let out = run.daemon.cli(&[
+        "audit",
+        "verify",
+        "--live",
+        "--store",
+        store_dir(&run.scratch.0).to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the store does not verify after the full disk: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(run);
     drop(mounted);
 }

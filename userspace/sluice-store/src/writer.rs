@@ -9,9 +9,11 @@
 //! Without that, a session's outcome and its next statement cost two
 //! fsyncs in a row, and the statement waited for both. A failed write answers every
 //! barrier in it with the error and marks its sessions failed: nothing
-//! they record afterwards is accepted, so no chain ever has a gap.
+//! they record afterwards is accepted, so no chain ever has a gap. When the
+//! store writes again (RocksDB resumes by itself once the disk has room),
+//! those sessions are closed with a "cut short" end event.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU32, AtomicU64, Ordering},
@@ -41,6 +43,11 @@ const MAX_BATCH: usize = 8192;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Most sessions one retention pass removes (the rest wait for the next).
 const EXPIRE_PER_PASS: usize = 10_000;
+/// How often the sessions a failed write cut short are tried again.
+const CUT_RETRY: Duration = Duration::from_secs(1);
+/// The end recorded for a session a failed write cut short, once the store
+/// writes again.
+const CUT_SHORT: &str = "cut short: the audit store could not write (disk full or I/O error), so sluice refused the rest of the session";
 
 struct Open {
     next_seq: u32,
@@ -80,6 +87,10 @@ pub(crate) struct Writer {
     /// Sessions with events written but not yet fsynced (sync durability):
     /// their durable marks move at the next fsync.
     lazy: HashSet<u64>,
+    /// Sessions a failed write cut short (their start was written): closed
+    /// with an end event once the store writes again.
+    cut: BTreeSet<u64>,
+    last_cut_try: Option<Instant>,
 }
 
 pub(crate) fn db_options() -> Options {
@@ -188,6 +199,8 @@ impl Writer {
             next_session,
             syncs,
             lazy: HashSet::new(),
+            cut: BTreeSet::new(),
+            last_cut_try: None,
         };
         w.recover()?;
         // The Store hands out ids from here; `commit` moves the stored mark
@@ -232,56 +245,11 @@ impl Writer {
             }
         }
         let mut batch = WriteBatch::default();
+        let reason = "interrupted: sluice stopped before the session ended (crash or kill)";
         for &session in &open {
-            let Some((seq, head)) = self.head_of(session)? else {
-                batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session));
-                continue;
-            };
-            let mut summary: SessionSummary = self
-                .db
-                .get_cf(self.cf(CF_SESSIONS), session.to_be_bytes())
-                .map_err(|e| db_err(&self.options, e))?
-                .and_then(|v| serde_json::from_slice(&v).ok())
-                .unwrap_or_default();
-            let reason =
-                "interrupted: sluice stopped before the session ended (crash or kill)".to_owned();
-            let body = Event::SessionEnd(SessionEnd {
-                reason: reason.clone(),
-                statements: summary.statements,
-                denied: summary.denied,
-                ..SessionEnd::default()
-            })
-            .to_json();
-            let at = Position {
-                session,
-                seq: seq + 1,
-                global: self.global + 1,
-                time_us: codec::now_us(),
-            };
-            let hash = codec::link(&head, &at, &body);
-            self.global += 1;
-            batch.put_cf(
-                self.cf(CF_EVENTS),
-                codec::event_key(session, at.seq),
-                StoredEvent {
-                    global: at.global,
-                    time_us: at.time_us,
-                    hash,
-                    body: &body,
-                }
-                .encode(),
-            );
-            summary.session = session;
-            summary.ended_us = Some(at.time_us);
-            summary.end = Some(reason);
-            summary.events = at.seq + 1;
-            batch.put_cf(
-                self.cf(CF_SESSIONS),
-                session.to_be_bytes(),
-                serde_json::to_vec(&summary).unwrap_or_default(),
-            );
-            batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session));
-            self.dirty.insert(session, (at.seq, hash));
+            if let Some(head) = self.close_session(&mut batch, session, reason)? {
+                self.dirty.insert(session, head);
+            }
         }
         batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
         self.write(batch, true)?;
@@ -310,6 +278,114 @@ impl Writer {
             },
             Some(Err(e)) => Err(db_err(&self.options, e)),
             None => Ok(None),
+        }
+    }
+
+    /// Stage the end of a session that cannot end itself (sluice stopped,
+    /// or the store failed under it): an end event with `reason` linked
+    /// to its last recorded event, its summary closed, its `o` marker
+    /// removed. Returns its new head (None when it recorded nothing: the
+    /// marker alone goes); `self.global` counts the event.
+    fn close_session(
+        &mut self,
+        batch: &mut WriteBatch,
+        session: u64,
+        reason: &str,
+    ) -> Result<Option<(u32, Hash)>, StoreError> {
+        let Some((seq, head)) = self.head_of(session)? else {
+            batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session));
+            return Ok(None);
+        };
+        let mut summary: SessionSummary = self
+            .db
+            .get_cf(self.cf(CF_SESSIONS), session.to_be_bytes())
+            .map_err(|e| db_err(&self.options, e))?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        let body = Event::SessionEnd(SessionEnd {
+            reason: reason.to_owned(),
+            statements: summary.statements,
+            denied: summary.denied,
+            ..SessionEnd::default()
+        })
+        .to_json();
+        let at = Position {
+            session,
+            seq: seq + 1,
+            global: self.global + 1,
+            time_us: codec::now_us(),
+        };
+        let hash = codec::link(&head, &at, &body);
+        self.global += 1;
+        batch.put_cf(
+            self.cf(CF_EVENTS),
+            codec::event_key(session, at.seq),
+            StoredEvent {
+                global: at.global,
+                time_us: at.time_us,
+                hash,
+                body: &body,
+            }
+            .encode(),
+        );
+        summary.session = session;
+        summary.ended_us = Some(at.time_us);
+        summary.end = Some(reason.to_owned());
+        summary.events = at.seq + 1;
+        batch.put_cf(
+            self.cf(CF_SESSIONS),
+            session.to_be_bytes(),
+            serde_json::to_vec(&summary).unwrap_or_default(),
+        );
+        batch.delete_cf(self.cf(CF_INDEXES), codec::marker_key(index::OPEN, session));
+        Ok(Some((at.seq, hash)))
+    }
+
+    /// Once the store writes again after a failure (RocksDB resumes by
+    /// itself when the disk has room again), close the sessions the failure
+    /// cut short, so none stays listed as open. Tried at most once a second.
+    fn close_cut_sessions(&mut self) {
+        if self.cut.is_empty() || self.last_cut_try.is_some_and(|t| t.elapsed() < CUT_RETRY) {
+            return;
+        }
+        self.last_cut_try = Some(Instant::now());
+        let global_before = self.global;
+        let mut batch = WriteBatch::default();
+        let mut heads = Vec::new();
+        let sessions: Vec<u64> = self.cut.iter().copied().collect();
+        let mut staged = Ok(());
+        for &session in &sessions {
+            match self.close_session(&mut batch, session, CUT_SHORT) {
+                Ok(Some(head)) => heads.push((session, head)),
+                Ok(None) => {}
+                Err(e) => {
+                    staged = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = staged.and_then(|()| {
+            batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
+            self.write(batch, true)
+        });
+        match result {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+                self.mark_lazy_durable();
+                for (session, head) in heads {
+                    self.dirty.insert(session, head);
+                }
+                self.cut.clear();
+                tracing::warn!(
+                    sessions = sessions.len(),
+                    "audit store: writing again; the sessions its failure cut short are closed"
+                );
+            }
+            Err(e) => {
+                self.global = global_before;
+                tracing::debug!(error = %e, "audit store: still failing");
+            }
         }
     }
 
@@ -372,6 +448,9 @@ impl Writer {
         if self.unsynced {
             wait = wait.min(self.sync_window().saturating_sub(self.last_sync.elapsed()));
         }
+        if !self.cut.is_empty() {
+            wait = wait.min(CUT_RETRY);
+        }
         wait.max(Duration::from_millis(1))
     }
 
@@ -400,6 +479,7 @@ impl Writer {
     }
 
     fn housekeeping(&mut self) {
+        self.close_cut_sessions();
         if self.unsynced
             && self.last_sync.elapsed() >= self.sync_window()
             && let Err(e) = self.sync_wal()
@@ -549,11 +629,15 @@ impl Writer {
                     }
                 }
             }
-            // A failed session writes nothing more; its `o` marker (if its
-            // start was written) has the next start close it as interrupted.
+            // A failed session writes nothing more. One whose start was
+            // written is closed once the store writes again (or, if sluice
+            // stops first, by the next start's recovery, from its marker).
             for session in &touched {
-                self.open.remove(session);
+                if self.open.remove(session).is_some() {
+                    self.cut.insert(*session);
+                }
             }
+            self.last_cut_try = Some(Instant::now());
             self.failed.extend(touched);
         }
         for (session, reply) in barriers {
