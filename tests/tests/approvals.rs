@@ -296,6 +296,9 @@ webhook = "http://127.0.0.1:9555/hook"
         "sluice_held_statements_settled_total{outcome=\"allowed\"} 2",
         "sluice_held_statements_settled_total{outcome=\"refused\"} 3",
         "sluice_approvals_pending 0",
+        // The store wrote everything.
+        "sluice_store_failing 0",
+        "sluice_store_write_failures_total 0",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }

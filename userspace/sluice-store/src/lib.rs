@@ -212,7 +212,47 @@ struct Inner {
     public: PublicKey,
     path: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    syncs: Arc<AtomicU64>,
+    health: Arc<Health>,
+}
+
+#[cfg(feature = "rocksdb")]
+/// What the writer reports of itself (for `/metrics`): read from any
+/// thread, never blocking the writer.
+#[derive(Debug, Default)]
+pub struct Health {
+    syncs: AtomicU64,
+    write_failures: AtomicU64,
+    failing: AtomicBool,
+}
+
+#[cfg(feature = "rocksdb")]
+impl Health {
+    /// fsyncs since the store was opened (sync writes and lazy syncs).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Writes and fsyncs that failed since the store was opened.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+
+    /// The last write or fsync failed (a full disk, an I/O error): sessions
+    /// are refused until one succeeds again.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn outcome<T, E>(&self, r: &Result<T, E>) {
+        if r.is_err() {
+            self.write_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.failing.store(r.is_err(), Ordering::Relaxed);
+    }
 }
 
 #[cfg(feature = "rocksdb")]
@@ -238,8 +278,8 @@ impl Store {
     /// sessions get an "interrupted" end, unsigned events a checkpoint),
     /// and start the writer.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
-        let syncs = Arc::new(AtomicU64::new(0));
-        let (writer, next_session, public) = writer::Writer::open(options, syncs.clone())?;
+        let health = Arc::new(Health::default());
+        let (writer, next_session, public) = writer::Writer::open(options, Arc::clone(&health))?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sluice-store".into())
@@ -252,7 +292,7 @@ impl Store {
                 public,
                 path: options.path.clone(),
                 thread: Mutex::new(Some(thread)),
-                syncs,
+                health,
             }),
         })
     }
@@ -270,7 +310,12 @@ impl Store {
     /// How many times the writer has fsynced the log since the store was
     /// opened (sync writes and lazy syncs; for tests and benchmarks).
     pub fn syncs(&self) -> u64 {
-        self.inner.syncs.load(Ordering::Relaxed)
+        self.inner.health.syncs()
+    }
+
+    /// The writer's health, shared: cheap to keep and read for metrics.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.inner.health)
     }
 
     fn send(&self, msg: Msg) -> bool {

@@ -16,7 +16,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{
         Arc,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU32, Ordering},
         mpsc,
     },
     time::{Duration, Instant},
@@ -27,7 +27,7 @@ use rocksdb::{
 };
 
 use crate::{
-    Durability, Msg, Note, SessionSummary, StoreError, StoreOptions,
+    Durability, Health, Msg, Note, SessionSummary, StoreError, StoreOptions,
     checkpoint::{Checkpoint, Head},
     codec::{
         self, CF_CHECKPOINTS, CF_EVENTS, CF_INDEXES, CF_SESSIONS, FAMILIES, Hash, Position,
@@ -82,8 +82,8 @@ pub(crate) struct Writer {
     last_retention: Option<Instant>,
     /// The next session id is above every one written so far.
     next_session: u64,
-    /// fsyncs so far ([`crate::Store::syncs`]).
-    syncs: Arc<AtomicU64>,
+    /// fsyncs and failed writes so far ([`crate::Store::health`]).
+    health: Arc<Health>,
     /// Sessions with events written but not yet fsynced (sync durability):
     /// their durable marks move at the next fsync.
     lazy: HashSet<u64>,
@@ -144,7 +144,7 @@ fn u64_value(v: Option<Vec<u8>>) -> u64 {
 impl Writer {
     pub(crate) fn open(
         options: &StoreOptions,
-        syncs: Arc<AtomicU64>,
+        health: Arc<Health>,
     ) -> Result<(Writer, u64, PublicKey), StoreError> {
         let (key, _created) = SigningKey::load_or_create(&options.key)?;
         std::fs::create_dir_all(&options.path).map_err(|e| StoreError::Db {
@@ -197,7 +197,7 @@ impl Writer {
             unsynced: false,
             last_retention: None,
             next_session,
-            syncs,
+            health,
             lazy: HashSet::new(),
             cut: BTreeSet::new(),
             last_cut_try: None,
@@ -393,11 +393,14 @@ impl Writer {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         if sync {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
+            self.health.sync();
         }
-        self.db
+        let r = self
+            .db
             .write_opt(batch, &wo)
-            .map_err(|e| StoreError::Write(e.into_string()))
+            .map_err(|e| StoreError::Write(e.into_string()));
+        self.health.outcome(&r);
+        r
     }
 
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -456,11 +459,12 @@ impl Writer {
 
     /// fsync what was written without it.
     fn sync_wal(&mut self) -> Result<(), StoreError> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.health.sync();
         let r = self
             .db
             .flush_wal(true)
             .map_err(|e| StoreError::Write(format!("fsync: {}", e.into_string())));
+        self.health.outcome(&r);
         if r.is_ok() {
             self.unsynced = false;
             self.mark_lazy_durable();

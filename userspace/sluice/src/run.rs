@@ -172,6 +172,7 @@ async fn serve(config: Config, config_path: PathBuf, keep: caps::CapSet) -> anyh
         counters: interceptor.counters(),
         admin_log: admin_log.clone(),
         store_path: config.store.enabled.then(|| config.store.path.clone()),
+        store_health: store.as_ref().map(sluice_store::Store::health),
         config_path,
         config: Mutex::new(config.clone()),
     });

@@ -24,6 +24,8 @@ pub(super) struct Control {
     pub(super) counters: Counters,
     pub(super) admin_log: Option<Arc<SessionLog>>,
     pub(super) store_path: Option<PathBuf>,
+    /// The audit store writer's health (None: the store is off).
+    pub(super) store_health: Option<Arc<sluice_store::Health>>,
     pub(super) config_path: PathBuf,
     /// The configuration in force (reloads compare against it).
     pub(super) config: Mutex<Config>,
@@ -185,6 +187,26 @@ impl Control {
                 self.broker.as_ref().map_or(0, |b| b.pending().len() as u64),
             )],
         );
+        if let Some(h) = &self.store_health {
+            metric(
+                "sluice_store_failing",
+                "gauge",
+                "1 while the audit store cannot write (a full disk, an I/O error): every session is refused until it writes again.",
+                &[("", u64::from(h.failing()))],
+            );
+            metric(
+                "sluice_store_write_failures_total",
+                "counter",
+                "Audit store writes and fsyncs that failed.",
+                &[("", h.write_failures())],
+            );
+            metric(
+                "sluice_store_fsyncs_total",
+                "counter",
+                "fsyncs of the audit store's log.",
+                &[("", h.syncs())],
+            );
+        }
         let ebpf: Vec<(String, u64)> = self
             .counters
             .snapshot()
