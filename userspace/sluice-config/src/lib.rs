@@ -96,7 +96,8 @@ pub struct Config {
     /// Absent: such statements are refused, saying approvals are off.
     pub approvals: Option<ApprovalsConfig>,
     /// The OpenID provider whose ID tokens identify people (admin API,
-    /// approvers, `sluice login`) and, optionally, workloads.
+    /// approvers, `sluice login`). Workload tokens are not OIDC: see
+    /// `token_sha256` in the secrets file.
     pub oidc: Option<OidcConfig>,
     /// The admin API: health, metrics, sessions, approvals, reload.
     /// Absent: no API (approvals can then not be decided).
@@ -142,9 +143,9 @@ pub struct StoreConfig {
     /// 600); the public key is written beside it as `<key>.pub`.
     pub signing_key: PathBuf,
     /// `"sync"`: a statement reaches the database only once its event is
-    /// on disk (fsync, group-committed across sessions); in MySQL sessions
-    /// one the policy knows changes nothing (a plain SELECT, BEGIN, COMMIT)
-    /// runs meanwhile and its answer waits for the fsync. A command's
+    /// on disk (fsync, group-committed across sessions); one the policy
+    /// knows changes nothing (a plain SELECT, BEGIN, COMMIT; PostgreSQL and
+    /// MySQL alike) runs meanwhile and its answer waits for the fsync. A command's
     /// outcome (recorded after its answer left) rides on the next fsync, at
     /// most 20 ms later. `"batch"`: events are written at once and fsynced
     /// every `batch_window_ms`, so a power failure can lose that window (a
@@ -212,7 +213,8 @@ pub struct ProxyConfig {
     /// never redirect a socket carrying it.
     #[schemars(extend("x-sluice-hex" = true))]
     pub upstream_mark: u32,
-    /// Connections handled at once; more wait in the kernel's accept queue.
+    /// Connections handled at once; more wait: one per listener accepted
+    /// and held by sluice, the rest in the kernel's accept queue.
     pub max_connections: u32,
     /// Upstream dial timeout, milliseconds.
     pub connect_timeout_ms: u64,

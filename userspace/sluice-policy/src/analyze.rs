@@ -57,7 +57,7 @@ use crate::dialect::Dialect;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
-    /// Reads data: SELECT, VALUES, COPY … TO, FETCH, SHOW, EXPLAIN.
+    /// Reads data: SELECT, VALUES, COPY … TO, FETCH, EXPLAIN.
     Read,
     /// Changes data: INSERT, UPDATE, DELETE, MERGE, COPY … FROM.
     Write,
