@@ -35,7 +35,7 @@ use crate::{pki, postgres, scenario};
 /// `select count(*) from pgbench_branches`).
 /// The policy sluice runs with: what a deployment would have — default
 /// deny, an allow rule for the agents, a deny rule, a sensitive column — so
-/// every statement is parsed (cached by text) and decided, and every value
+/// every statement is parsed (cached by statement shape) and decided, and every value
 /// passes the content detectors.
 const BENCH_POLICY: &str = "[policy]\ndefault = \"deny\"\n";
 const BENCH_RULES: &str = "[[policy.rules]]\nname = \"agents\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"transaction\", \"utility\"]\n\n\
@@ -564,7 +564,7 @@ fn report(meta: &Meta, main: &[Sample], tls: &[Sample]) -> anyhow::Result<()> {
         "- **Hooks active**: sluice runs with a deployment's policy (default deny, an allow rule for read, write, \
          transaction and utility statements, a deny rule for unbounded writes, a sensitive column) plus \
          `deny_patterns` = {}, and every value returned passes the content detectors. Nothing matches pgbench's \
-         statements, so every statement is decoded, parsed (cached by text), decided and allowed. The sluice sessions reported \
+         statements, so every statement is decoded, parsed (cached by statement shape), decided and allowed. The sluice sessions reported \
          {decisions} policy decisions for {sluice_tx} logged transactions ({:.3} per transaction); no statement was denied.",
         patterns.join(", "),
         per_tx(decisions, sluice_tx)

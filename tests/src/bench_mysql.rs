@@ -53,7 +53,7 @@ const TARGET_RATIO: f64 = 0.85;
 
 /// A deployment's policy: allow by default, a deny rule and deny patterns
 /// that never match sysbench's statements (every statement is parsed,
-/// cached by text, decided and allowed), and a sensitive column, so every
+/// cached by statement shape, decided and allowed), and a sensitive column, so every
 /// row passes the masking rewriter and its content detectors.
 const POLICY: &str = "[policy]\ndefault = \"allow\"\n";
 const RULES: &str = "[[policy.rules]]\nname = \"no unbounded writes\"\naction = \"deny\"\nwithout_where = true\n\n\
@@ -1031,7 +1031,7 @@ fn report(
     writeln!(
         md,
         "- **sluice full**: `default = \"allow\"`, a deny rule for unbounded writes, `deny_patterns` = {}, and \
-         masking rules for `cards.pan` and `cards.holder`, so every statement is parsed (cached by text) and \
+         masking rules for `cards.pan` and `cards.holder`, so every statement is parsed (cached by statement shape) and \
          decided and every row passes the masking rewriter and its content detectors; the audit store records \
          every session and statement with `durability = \"sync\"` (a statement that changes something \
          reaches the database once its event is fsynced; one that changes nothing runs meanwhile and its \

@@ -73,7 +73,7 @@ impl Options {
 }
 
 /// sluice full's policy: what a deployment would have. Nothing in it
-/// matches pgbench's statements, so each is parsed (cached by text),
+/// matches pgbench's statements, so each is parsed (cached by statement shape),
 /// decided and allowed; a denial invalidates the run.
 const FULL_POLICY: &str = "[policy]\ndefault = \"deny\"\n\
 deny_patterns = ['(?i)\\bdrop\\s+(table|database|schema)\\b', '(?i)^\\s*truncate\\b', '(?i)\\bpg_read_file\\b']\n\n\

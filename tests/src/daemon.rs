@@ -243,6 +243,32 @@ pub fn export_until(daemon: &Daemon, state: &Path, done: impl Fn(&str) -> bool) 
     }
 }
 
+/// After the store's disk filled and space came back: `recorded` (from a
+/// statement run since) is in the export, the session the failure cut
+/// short is closed with its reason, and the live store verifies.
+pub fn assert_store_recovered(daemon: &Daemon, state: &Path, recorded: &str) {
+    const CUT: &str = "cut short: the audit store could not write";
+    let export = export_until(daemon, state, |t| t.contains(recorded) && t.contains(CUT));
+    assert!(export.contains(recorded), "{recorded}: not recorded");
+    assert!(
+        export.contains(CUT),
+        "the session the full disk cut short is not closed in the record"
+    );
+    let out = daemon.cli(&[
+        "audit",
+        "verify",
+        "--live",
+        "--store",
+        store_dir(state).to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the store does not verify after the full disk: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Statement events in an export.
 pub fn statements_in(export: &str) -> usize {
     export

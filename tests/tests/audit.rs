@@ -464,28 +464,7 @@ fn a3_a_full_store_disk_refuses_statements_until_space_returns() {
     );
     let (ok, out, err) = run.agent_psql(&host, "SELECT 'space back, recorded'");
     assert!(ok && out.contains("space back"), "{err}");
-    let export = sluice_lab::daemon::export_until(&run.daemon, &run.scratch.0, |t| {
-        t.contains("space back, recorded")
-            && t.contains("cut short: the audit store could not write")
-    });
-    assert!(export.contains("space back, recorded"), "not recorded");
-    assert!(
-        export.contains("cut short: the audit store could not write"),
-        "the session the full disk cut short is not closed in the record"
-    );
-    let out = run.daemon.cli(&[
-        "audit",
-        "verify",
-        "--live",
-        "--store",
-        store_dir(&run.scratch.0).to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "the store does not verify after the full disk: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sluice_lab::daemon::assert_store_recovered(&run.daemon, &run.scratch.0, "space back, recorded");
     drop(run);
     drop(mounted);
 }

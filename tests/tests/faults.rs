@@ -703,28 +703,7 @@ fn f4_a_full_store_disk_fails_mysql_sessions_closed_until_space_returns() {
     );
     let (ok, _, err) = run.agent_mysql(&host, "UPDATE cards SET holder = 'recovered' WHERE id = 1");
     assert!(ok, "{err}");
-    let export = sluice_lab::daemon::export_until(&run.daemon, &run.scratch.0, |t| {
-        t.contains("holder = 'recovered'")
-            && t.contains("cut short: the audit store could not write")
-    });
-    assert!(export.contains("holder = 'recovered'"), "not recorded");
-    assert!(
-        export.contains("cut short: the audit store could not write"),
-        "the session the full disk cut short is not closed in the record"
-    );
-    let out = run.daemon.cli(&[
-        "audit",
-        "verify",
-        "--live",
-        "--store",
-        store_dir(&run.scratch.0).to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "the store does not verify after the full disk: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sluice_lab::daemon::assert_store_recovered(&run.daemon, &run.scratch.0, "holder = 'recovered'");
     drop(run);
     drop(mounted);
 }
