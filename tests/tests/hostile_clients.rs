@@ -960,6 +960,70 @@ fn pymysql_login(
     format!("{}{}", r.1, r.2)
 }
 
+/// MySQL's server speaks first, so sluice dials the database before a
+/// client says anything. Eight silent connections from one source, with
+/// `auth_failures_per_minute = 3`: each login holds a place in its
+/// source's budget from before the dial, so three are dialled (and get the
+/// database's greeting) and five wait in sluice with no database
+/// connection, until the startup timeout drops them all. Before, all eight
+/// held a database connection. A client from the same source then logs in.
+#[test]
+fn hc4_silent_mysql_clients_hold_at_most_the_limit_of_database_connections() {
+    if !require_privileged("hc4") {
+        return;
+    }
+    let tag = "hc4";
+    let run = scenario::start_mysql(tag, 63, |p| Custom {
+        proxy: "auth_failures_per_minute = 3\nstartup_timeout_ms = 5000\n".into(),
+        sections: identities(p.lab, tag),
+        ..Custom::default()
+    });
+    let lab = &run.lab;
+    let v4: SocketAddr = format!("{}:3306", lab.db_ip).parse().unwrap();
+    let mut silent: Vec<TcpStream> = (0..8).map(|_| connect(&lab.agent, None, v4)).collect();
+    let handshakes_in_db = || {
+        run.db
+            .sql(&format!(
+                "SELECT COUNT(*) FROM information_schema.processlist WHERE host LIKE '{}:%'",
+                lab.gw_db_ip
+            ))
+            .parse::<usize>()
+            .unwrap()
+    };
+    // Greeted ones were dialled (sluice relays the database's greeting).
+    let started = Instant::now();
+    let mut greeted = 0;
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        if my_read(s).is_some() {
+            greeted += 1;
+        }
+    }
+    let in_db = handshakes_in_db();
+    eprintln!(
+        "hc4: {greeted} of 8 greeted, {in_db} handshakes at the database after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "read before the timeout"
+    );
+    assert_eq!(greeted, 3);
+    assert_eq!(in_db, 3);
+    // The startup timeout ends them all; the source logs in again.
+    let freed = sluice_lab::wait_for(Duration::from_secs(10), || {
+        let r = run.agent_mysql(&lab.db_ip, "SELECT 'after the silent ones'");
+        (r.0 && r.1.contains("after the silent ones")).then_some(())
+    });
+    assert!(
+        freed.is_some(),
+        "the source could not log in after the timeout"
+    );
+    drop(silent);
+    assert!(sluice_alive(&run.daemon), "the daemon is still running");
+}
+
 #[test]
 fn hc2_mysql_hostile_clients() {
     if !require_privileged("hc2") {

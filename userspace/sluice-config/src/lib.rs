@@ -258,6 +258,9 @@ pub struct ProxyConfig {
     /// (within `startup_timeout_ms`), so guesses sent in parallel cannot
     /// all reach the database before the first failure counts. A pool
     /// opening more sessions at once than the limit only waits briefly.
+    /// MySQL logins count from before the database is dialled (its server
+    /// speaks first), so one source's silent clients hold at most that
+    /// many database connections.
     pub auth_failures_per_minute: u32,
     /// Sessions one workload identity may hold at once (each identity
     /// counted on its own; `unknown` is one identity). The next one is

@@ -30,11 +30,16 @@
 //!
 //! Steps 1–4 must finish within `proxy.startup_timeout_ms`
 //! ([`sluice_pgproxy::limits::Limits`]). Before the database is dialled,
-//! a source past its failed-login limit gets ERR 1129 and an identity at
-//! its session cap ERR 1203, each in place of the greeting, as a server
-//! refusing the connection would; once the HandshakeResponse names the
-//! user, the identity and user's failed-login limit is checked too
-//! (ERR 1129), before anything of the login reaches the database. A
+//! the login takes its place in its source's failed-login budget
+//! (`LoginLimiter::attempt_source`): a source past its limit gets ERR 1129
+//! in place of the greeting, as a server refusing the connection would,
+//! and with `f` recent failures at most `limit − f` handshakes of one
+//! source hold a database connection at once (more wait, undialled), so
+//! silent clients cannot pile up database connections. An identity at its
+//! session cap gets ERR 1203 in place of the greeting; once the
+//! HandshakeResponse names the user, the identity and user's budget is
+//! taken too (`Attempt::identify`, ERR 1129), before anything of the login
+//! reaches the database. A
 //! login the database refuses with 1045 or 1698 counts as a failure. A
 //! first packet that is no handshake (garbage, a TLS ClientHello or an
 //! HTTP request sent straight to the port) gets ERR 1156 saying so.
@@ -219,12 +224,22 @@ where
     // greeting's place (sequence id 0), as a server's refusal does.
     let source = &route.workload;
     let logins = &config.limits.logins;
-    if let Err(blocked) = logins.check_source(source) {
-        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, "connection refused: too many failed logins");
-        return Err(
-            refused_for_greeting(&mut client, codes::HOST_BLOCKED, blocked.to_string()).await,
-        );
-    }
+    // The login holds its place in the source's failed-login budget from
+    // before the dial until the verdict: parallel guesses cannot all pass
+    // before one is counted, and a source holds at most the limit's worth
+    // of database connections in handshakes (more wait here, undialled).
+    let mut attempt = match logins.attempt_source(source).await {
+        Ok(a) => a,
+        Err(blocked) => {
+            tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, "connection refused: too many failed logins");
+            return Err(refused_for_greeting(
+                &mut client,
+                codes::HOST_BLOCKED,
+                blocked.to_string(),
+            )
+            .await);
+        }
+    };
     if let Some(cap) = over_cap {
         tracing::warn!(
             event = "identity_cap",
@@ -399,22 +414,18 @@ where
     }
     let mut agreed = response.capabilities & (offered | caps::SSL) & !caps::LOCAL_FILES & !STRUCK;
     let user = summary.user.clone().unwrap_or_default();
-    // The login holds its place in the failed-login budget until the
-    // verdict (parallel guesses cannot all pass before one is counted).
-    let attempt = match logins.attempt(source, route.identity, &user).await {
-        Ok(a) => a,
-        Err(blocked) => {
-            tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
-            return Err(refused(
-                &mut client,
-                client_seq.wrapping_add(1),
-                codes::HOST_BLOCKED,
-                "HY000",
-                blocked.to_string(),
-            )
-            .await);
-        }
-    };
+    // Now under its identity and user's budget too.
+    if let Err(blocked) = attempt.identify(route.identity, &user).await {
+        tracing::warn!(event = "login_rate_limited", client = %source.addr, uid = ?source.uid, identity = route.identity, user = %user, "login refused: too many failed logins");
+        return Err(refused(
+            &mut client,
+            client_seq.wrapping_add(1),
+            codes::HOST_BLOCKED,
+            "HY000",
+            blocked.to_string(),
+        )
+        .await);
+    }
 
     // Injection: admit the workload now, before the database leg goes on.
     // `cseq` is the next sequence id towards the client.

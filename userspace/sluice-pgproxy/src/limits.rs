@@ -215,33 +215,57 @@ impl LoginLimiter {
         user: &str,
     ) -> Result<Attempt, Blocked> {
         let keys = [
-            LoginKey::Source(Source::of(source)),
-            LoginKey::Identity(identity.to_owned(), user.to_owned()),
+            (
+                LoginKey::Source(Source::of(source)),
+                Source::describe(source),
+            ),
+            identity_key(identity, user),
         ];
+        self.reserve(&keys).await?;
+        Ok(Attempt {
+            limiter: Arc::clone(self),
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+        })
+    }
+
+    /// Begin a login from `source` before its user is known (MySQL, whose
+    /// server speaks first: before the database is dialled), so a source
+    /// holds at most the limit's worth of database connections in
+    /// handshakes at once. [`Attempt::identify`] adds the identity and
+    /// user once the client names them.
+    pub async fn attempt_source(self: &Arc<Self>, source: &Workload) -> Result<Attempt, Blocked> {
+        let key = LoginKey::Source(Source::of(source));
+        self.reserve(&[(key.clone(), Source::describe(source))])
+            .await?;
+        Ok(Attempt {
+            limiter: Arc::clone(self),
+            keys: vec![key],
+        })
+    }
+
+    /// Take a place in flight under every key at once, waiting for room;
+    /// refused when a key reached the limit of failures (`what` names it).
+    async fn reserve(&self, keys: &[(LoginKey, String)]) -> Result<(), Blocked> {
         let mut waited = false;
         loop {
             let ended = {
                 let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                self.blocked(&map, &keys[0], || Source::describe(source))?;
-                self.blocked(&map, &keys[1], || {
-                    format!("identity {identity} as user \"{user}\"")
-                })?;
+                for (key, what) in keys {
+                    self.blocked(&map, key, || what.clone())?;
+                }
                 let now = Instant::now();
                 let room = |k: &LoginKey| {
                     map.get(k).is_none_or(|e| {
                         self.recent(e, now) + (e.in_flight as usize) < self.limit as usize
                     })
                 };
-                if room(&keys[0]) && room(&keys[1]) {
-                    for k in &keys {
+                if keys.iter().all(|(k, _)| room(k)) {
+                    for (k, _) in keys {
                         if let Some(e) = self.entry(&mut map, k, now) {
                             e.in_flight += 1;
                         }
                     }
-                    return Ok(Attempt {
-                        limiter: Arc::clone(self),
-                        keys: Some(keys),
-                    });
+                    return Ok(());
                 }
                 // Registered before the lock is let go: an attempt ending
                 // from here on wakes it.
@@ -250,8 +274,7 @@ impl LoginLimiter {
             if !waited {
                 waited = true;
                 tracing::debug!(
-                    identity,
-                    user,
+                    keys = ?keys.iter().map(|(_, what)| what.as_str()).collect::<Vec<_>>(),
                     "login waits: earlier logins of its source or identity are in flight"
                 );
             }
@@ -264,13 +287,13 @@ impl LoginLimiter {
     pub fn failed(&self, source: &Workload, identity: &str, user: &str) {
         let keys = [
             LoginKey::Source(Source::of(source)),
-            LoginKey::Identity(identity.to_owned(), user.to_owned()),
+            identity_key(identity, user).0,
         ];
         self.settle(&keys, false, true);
     }
 
     /// End a login: give back its places in flight, count its failure.
-    fn settle(&self, keys: &[LoginKey; 2], in_flight: bool, failed: bool) {
+    fn settle(&self, keys: &[LoginKey], in_flight: bool, failed: bool) {
         let now = Instant::now();
         {
             let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
@@ -349,25 +372,44 @@ impl LoginLimiter {
     }
 }
 
+/// An identity and database user's key, and its name in words.
+fn identity_key(identity: &str, user: &str) -> (LoginKey, String) {
+    (
+        LoginKey::Identity(identity.to_owned(), user.to_owned()),
+        format!("identity {identity} as user \"{user}\""),
+    )
+}
+
 /// One login from before it reaches the database until its verdict (see
 /// [`LoginLimiter`]); dropped, it ends without counting a failure.
 pub struct Attempt {
     limiter: Arc<LoginLimiter>,
-    keys: Option<[LoginKey; 2]>,
+    /// The keys it holds a place under (none once settled).
+    keys: Vec<LoginKey>,
 }
 
 impl Attempt {
+    /// The client named its identity's user: take a place under that key
+    /// too (waiting for room), or refused when it reached the limit of
+    /// failures. The source's place is kept meanwhile.
+    pub async fn identify(&mut self, identity: &str, user: &str) -> Result<(), Blocked> {
+        let key = identity_key(identity, user);
+        self.limiter.reserve(std::slice::from_ref(&key)).await?;
+        self.keys.push(key.0);
+        Ok(())
+    }
+
     /// The credentials were refused: count the failure.
     pub fn failed(mut self) {
-        if let Some(keys) = self.keys.take() {
-            self.limiter.settle(&keys, true, true);
-        }
+        let keys = std::mem::take(&mut self.keys);
+        self.limiter.settle(&keys, true, true);
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if let Some(keys) = self.keys.take() {
+        if !self.keys.is_empty() {
+            let keys = std::mem::take(&mut self.keys);
             self.limiter.settle(&keys, true, false);
         }
     }
@@ -607,6 +649,50 @@ mod tests {
                     .contains("too many failed logins")
             );
         });
+    }
+
+    /// MySQL: a source's place is taken before the dial, the identity's
+    /// once the client names its user. A source holds at most `limit`
+    /// handshakes at once whether or not they name a user; a refused
+    /// identity gives its source place back.
+    #[test]
+    fn a_source_place_comes_first_and_the_identity_joins_later() {
+        let l = Arc::new(LoginLimiter::new(2));
+        block_on(async {
+            let mut a = l.attempt_source(&ip("10.0.0.2")).await.unwrap();
+            let b = l.attempt_source(&ip("10.0.0.2")).await.unwrap();
+            // A third handshake from the source waits for room.
+            let third =
+                tokio::time::timeout(Duration::from_millis(50), l.attempt_source(&ip("10.0.0.2")))
+                    .await;
+            assert!(third.is_err(), "a third handshake waits");
+            // Another source is not held up.
+            let other = l.attempt_source(&ip("10.0.0.3")).await.unwrap();
+            a.identify("a", "u").await.unwrap();
+            a.failed();
+            drop(other);
+            // One failure, one handshake in flight: the source's budget of
+            // two is used up until the one in flight ends.
+            let waiting = {
+                let l = Arc::clone(&l);
+                tokio::spawn(async move { l.attempt_source(&ip("10.0.0.2")).await.map(drop) })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished());
+            drop(b);
+            tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .expect("room once the handshake ends")
+                .unwrap()
+                .unwrap();
+        });
+        // The identity's failure was counted once, against it and its source.
+        let map = l.keys.lock().unwrap();
+        assert_eq!(map.len(), 2, "source and identity keys");
+        assert!(
+            map.values()
+                .all(|e| e.failures.len() == 1 && e.in_flight == 0)
+        );
     }
 
     #[test]
