@@ -193,16 +193,6 @@ impl LoginLimiter {
         }
     }
 
-    /// Refuse a login from `source` now? (MySQL asks before dialling the
-    /// database, when the user is not known yet.) A remote client counts
-    /// by its address, a local process (jump host) by its uid.
-    pub fn check_source(&self, source: &Workload) -> Result<(), Blocked> {
-        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        self.blocked(&map, &LoginKey::Source(Source::of(source)), || {
-            Source::describe(source)
-        })
-    }
-
     /// Begin a login from `source` by `identity` as database `user`:
     /// refused when its source, or its identity and user, reached the
     /// limit of failures; otherwise it waits until both have budget for
@@ -232,7 +222,8 @@ impl LoginLimiter {
     /// server speaks first: before the database is dialled), so a source
     /// holds at most the limit's worth of database connections in
     /// handshakes at once. [`Attempt::identify`] adds the identity and
-    /// user once the client names them.
+    /// user once the client names them. A remote client counts by its
+    /// address, a local process (jump host) by its uid.
     pub async fn attempt_source(self: &Arc<Self>, source: &Workload) -> Result<Attempt, Blocked> {
         let key = LoginKey::Source(Source::of(source));
         self.reserve(&[(key.clone(), Source::describe(source))])
@@ -521,6 +512,17 @@ mod tests {
         })
     }
 
+    /// A login from `source` that must not wait, before its user is known:
+    /// refused, or ended at once.
+    fn check_source(l: &Arc<LoginLimiter>, source: &Workload) -> Result<(), Blocked> {
+        block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), l.attempt_source(source))
+                .await
+                .expect("the login does not wait")
+                .map(drop)
+        })
+    }
+
     fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -536,7 +538,7 @@ mod tests {
             assert!(check(&l, "10.0.0.2", "a", "app").is_ok());
             l.failed(&ip("10.0.0.2"), "a", "app");
         }
-        let b = l.check_source(&ip("10.0.0.2")).unwrap_err();
+        let b = check_source(&l, &ip("10.0.0.2")).unwrap_err();
         assert!(b.to_string().contains("source 10.0.0.2"), "{b}");
         assert!(b.retry_after <= Duration::from_secs(60));
         // Another source, another identity: unaffected.
@@ -553,7 +555,7 @@ mod tests {
         let l = Arc::new(LoginLimiter::with_window(2, Duration::from_millis(50)));
         l.failed(&ip("10.0.0.2"), "a", "u");
         l.failed(&ip("10.0.0.2"), "a", "u");
-        assert!(l.check_source(&ip("10.0.0.2")).is_err());
+        assert!(check_source(&l, &ip("10.0.0.2")).is_err());
         std::thread::sleep(Duration::from_millis(80));
         assert!(check(&l, "10.0.0.2", "a", "u").is_ok());
         // Nothing is kept for a key with no failures and nothing in flight.
@@ -699,23 +701,23 @@ mod tests {
     fn ipv6_sources_count_by_their_64_and_mapped_v4_as_v4() {
         let l = Arc::new(LoginLimiter::new(1));
         l.failed(&ip("fd00:1:2:3::10"), "a", "u");
-        assert!(l.check_source(&ip("fd00:1:2:3::99")).is_err());
-        assert!(l.check_source(&ip("fd00:1:2:4::10")).is_ok());
+        assert!(check_source(&l, &ip("fd00:1:2:3::99")).is_err());
+        assert!(check_source(&l, &ip("fd00:1:2:4::10")).is_ok());
         l.failed(&ip("::ffff:10.0.0.9"), "b", "u");
-        assert!(l.check_source(&ip("10.0.0.9")).is_err());
+        assert!(check_source(&l, &ip("10.0.0.9")).is_err());
     }
 
     #[test]
     fn local_processes_count_by_uid() {
-        let l = LoginLimiter::new(1);
+        let l = Arc::new(LoginLimiter::new(1));
         let local = |uid| Workload {
             addr: "127.0.0.1".parse().unwrap(),
             uid: Some(uid),
         };
         l.failed(&local(1000), "a", "u");
-        let b = l.check_source(&local(1000)).unwrap_err();
+        let b = check_source(&l, &local(1000)).unwrap_err();
         assert!(b.to_string().contains("source uid 1000"), "{b}");
-        assert!(l.check_source(&local(1001)).is_ok());
+        assert!(check_source(&l, &local(1001)).is_ok());
     }
 
     #[test]
