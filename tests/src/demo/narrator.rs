@@ -75,14 +75,22 @@ impl Narrator {
 
     pub fn summary(&self, figures: &[(String, String)]) {
         println!("\n{}", self.paint("1", "Summary"));
-        println!("  {:<4} {:<76} result", "step", "claim checked");
+        // As wide as the longest claim, so every verdict lines up.
+        let width = self
+            .results
+            .iter()
+            .map(|(_, what, _)| what.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(13);
+        println!("  {:<4} {:<width$} result", "step", "claim checked");
         for (step, what, ok) in &self.results {
             let verdict = if *ok {
                 self.paint("32", "PASS")
             } else {
                 self.paint("31", "FAIL")
             };
-            println!("  {:<4} {:<76} {verdict}", step, what);
+            println!("  {:<4} {:<width$} {verdict}", step, what);
         }
         if !figures.is_empty() {
             println!("\n  {}", self.paint("1", "What the audit store holds"));

@@ -258,15 +258,38 @@ fn list(reader: &Reader, filter: &Filter, json: bool) -> anyhow::Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(
+    out.write_all(table(&sessions).as_bytes())?;
+    writeln!(out, "{} session(s)", sessions.len())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit list`'s table: columns as wide as their longest value (a target
+/// name longer than its header would push the rest of its row out of line).
+fn table(sessions: &[SessionSummary]) -> String {
+    use std::fmt::Write as _;
+    let width = |header: &str, value: &dyn Fn(&SessionSummary) -> usize| {
+        sessions
+            .iter()
+            .map(value)
+            .max()
+            .unwrap_or(0)
+            .max(header.len())
+    };
+    let wi = width("IDENTITY", &|s| s.identity.chars().count());
+    let wt = width("TARGET", &|s| s.target.chars().count());
+    let wu = width("USER", &|s| {
+        s.user.as_deref().map_or(1, |u| u.chars().count())
+    });
+    let mut out = String::new();
+    let _ = writeln!(
         out,
-        "{:>8}  {:<27} {:<18} {:<14} {:<12} {:>6} {:>6}  END",
+        "{:>8}  {:<27} {:<wi$} {:<wt$} {:<wu$} {:>6} {:>6}  END",
         "SESSION", "STARTED (UTC)", "IDENTITY", "TARGET", "USER", "STMTS", "DENIED"
-    )?;
-    for s in &sessions {
-        writeln!(
+    );
+    for s in sessions {
+        let _ = writeln!(
             out,
-            "{:>8}  {:<27} {:<18} {:<14} {:<12} {:>6} {:>6}  {}",
+            "{:>8}  {:<27} {:<wi$} {:<wt$} {:<wu$} {:>6} {:>6}  {}",
             s.session,
             rfc3339(s.started_us),
             s.identity,
@@ -275,10 +298,9 @@ fn list(reader: &Reader, filter: &Filter, json: bool) -> anyhow::Result<ExitCode
             s.statements,
             s.denied,
             ended(s)
-        )?;
+        );
     }
-    writeln!(out, "{} session(s)", sessions.len())?;
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 fn events(reader: &Reader, id: u64) -> anyhow::Result<(SessionSummary, Vec<RecordedEvent>)> {
@@ -621,4 +643,38 @@ fn stats(reader: &Reader) -> anyhow::Result<ExitCode> {
         reader.disk_bytes() as f64 / 1048576.0
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target name longer than its header (`payments-mariadb`) and a
+    /// session with no user: every row's end reason starts under `END`.
+    #[test]
+    fn the_session_list_lines_up_whatever_the_names() {
+        let session = |id, identity: &str, target: &str, user: Option<&str>| SessionSummary {
+            session: id,
+            identity: identity.into(),
+            target: target.into(),
+            user: user.map(Into::into),
+            end: Some("client terminated".into()),
+            ..SessionSummary::default()
+        };
+        let text = table(&[
+            session(1, "nightly-report", "payments-pg", Some("agent")),
+            session(
+                2,
+                "payments-ai-with-a-long-name",
+                "payments-mariadb",
+                Some("agent"),
+            ),
+            session(3, "sluice", "admin", None),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        let end = lines[0].find("END").unwrap();
+        for line in &lines[1..] {
+            assert_eq!(line.find("client terminated"), Some(end), "{text}");
+        }
+    }
 }
