@@ -73,6 +73,15 @@ impl Postgres {
         pg
     }
 
+    /// Put `rules` (pg_hba lines, each ending in a newline) before every
+    /// existing rule, and reload: the first matching rule wins.
+    pub fn hba_first(&self, rules: &str) {
+        let hba = self.dir.join("data/pg_hba.conf");
+        let old = fs::read_to_string(&hba).unwrap();
+        fs::write(&hba, format!("{rules}{old}")).unwrap();
+        assert_eq!(self.sql("SELECT pg_reload_conf()"), "t");
+    }
+
     /// Run SQL as the superuser over the Unix socket (never through sluice).
     pub fn sql(&self, sql: &str) -> String {
         let out = Command::new("psql")

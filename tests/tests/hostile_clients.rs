@@ -341,15 +341,8 @@ fn hc1_postgres_hostile_clients() {
     let run = scenario::start_custom(tag, 54, |p| {
         // `trusty` logs in without a password, so raw sessions get past
         // the login to send what a hostile client sends next.
-        let hba = p.pg.dir.join("data/pg_hba.conf");
-        let old = std::fs::read_to_string(&hba).unwrap();
-        std::fs::write(
-            &hba,
-            format!("host all trusty 0.0.0.0/0 trust\nhost all trusty ::/0 trust\n{old}"),
-        )
-        .unwrap();
         p.pg.sql("CREATE ROLE trusty LOGIN");
-        p.pg.sql("SELECT pg_reload_conf()");
+        p.pg.hba_first("host all trusty 0.0.0.0/0 trust\nhost all trusty ::/0 trust\n");
         Custom {
             proxy: PROXY.into(),
             sections: identities(p.lab, tag),
@@ -689,15 +682,8 @@ fn hc3_parallel_guesses_reach_the_database_at_most_the_limit() {
     }
     let tag = "hc3";
     let run = scenario::start_custom(tag, 62, |p| {
-        let hba = p.pg.dir.join("data/pg_hba.conf");
-        let old = std::fs::read_to_string(&hba).unwrap();
-        std::fs::write(
-            &hba,
-            format!("host all guessme 0.0.0.0/0 password\nhost all guessme ::/0 password\n{old}"),
-        )
-        .unwrap();
         p.pg.sql("CREATE ROLE guessme LOGIN PASSWORD 'right-password'");
-        p.pg.sql("SELECT pg_reload_conf()");
+        p.pg.hba_first("host all guessme 0.0.0.0/0 password\nhost all guessme ::/0 password\n");
         Custom {
             proxy: "auth_failures_per_minute = 3\n".into(),
             sections: identities(p.lab, tag),

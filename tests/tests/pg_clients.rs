@@ -12,7 +12,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -737,10 +737,7 @@ fn raw_session(addr: &str, version: i32, params: &[(&str, &str)], password: &str
 fn cleartext_role(s: &GatewayRun) -> (&'static str, &'static str) {
     let (role, password) = ("plainagent", "plain-secret");
     s.pg.sql(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"));
-    let hba: PathBuf = s.pg.dir.join("data/pg_hba.conf");
-    let rules = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(&hba, format!("host all {role} 0.0.0.0/0 password\n{rules}")).unwrap();
-    assert_eq!(s.pg.sql("select pg_reload_conf()"), "t");
+    s.pg.hba_first(&format!("host all {role} 0.0.0.0/0 password\n"));
     (role, password)
 }
 

@@ -68,14 +68,7 @@ fn md5_and_cleartext_roles(pg: &Postgres) {
     pg.sql("SET password_encryption = 'md5'; CREATE ROLE legacy LOGIN PASSWORD 'legacy-secret'");
     pg.sql("CREATE ROLE plain LOGIN PASSWORD 'plain-secret'");
     pg.sql("GRANT SELECT ON cards TO legacy, plain");
-    let hba = pg.dir.join("data/pg_hba.conf");
-    let old = fs::read_to_string(&hba).unwrap();
-    fs::write(
-        &hba,
-        format!("host all legacy all md5\nhost all plain all password\n{old}"),
-    )
-    .unwrap();
-    pg.sql("SELECT pg_reload_conf()");
+    pg.hba_first("host all legacy all md5\nhost all plain all password\n");
 }
 
 #[test]

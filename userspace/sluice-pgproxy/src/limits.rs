@@ -273,16 +273,6 @@ impl LoginLimiter {
         }
     }
 
-    /// Count a failed login against its source and its identity and user
-    /// (one that was never an [`Attempt`]).
-    pub fn failed(&self, source: &Workload, identity: &str, user: &str) {
-        let keys = [
-            LoginKey::Source(Source::of(source)),
-            identity_key(identity, user).0,
-        ];
-        self.settle(&keys, false, true);
-    }
-
     /// End a login: give back its places in flight, count its failure.
     fn settle(&self, keys: &[LoginKey], in_flight: bool, failed: bool) {
         let now = Instant::now();
@@ -523,6 +513,16 @@ mod tests {
         })
     }
 
+    /// Count a failed login of `source` as `identity` and `user`, as an
+    /// attempt's verdict does.
+    fn fail(l: &LoginLimiter, source: &Workload, identity: &str, user: &str) {
+        let keys = [
+            LoginKey::Source(Source::of(source)),
+            identity_key(identity, user).0,
+        ];
+        l.settle(&keys, false, true);
+    }
+
     fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -536,7 +536,7 @@ mod tests {
         let l = Arc::new(LoginLimiter::new(3));
         for _ in 0..3 {
             assert!(check(&l, "10.0.0.2", "a", "app").is_ok());
-            l.failed(&ip("10.0.0.2"), "a", "app");
+            fail(&l, &ip("10.0.0.2"), "a", "app");
         }
         let b = check_source(&l, &ip("10.0.0.2")).unwrap_err();
         assert!(b.to_string().contains("source 10.0.0.2"), "{b}");
@@ -553,8 +553,8 @@ mod tests {
     #[test]
     fn failures_leave_the_window() {
         let l = Arc::new(LoginLimiter::with_window(2, Duration::from_millis(50)));
-        l.failed(&ip("10.0.0.2"), "a", "u");
-        l.failed(&ip("10.0.0.2"), "a", "u");
+        fail(&l, &ip("10.0.0.2"), "a", "u");
+        fail(&l, &ip("10.0.0.2"), "a", "u");
         assert!(check_source(&l, &ip("10.0.0.2")).is_err());
         std::thread::sleep(Duration::from_millis(80));
         assert!(check(&l, "10.0.0.2", "a", "u").is_ok());
@@ -700,10 +700,10 @@ mod tests {
     #[test]
     fn ipv6_sources_count_by_their_64_and_mapped_v4_as_v4() {
         let l = Arc::new(LoginLimiter::new(1));
-        l.failed(&ip("fd00:1:2:3::10"), "a", "u");
+        fail(&l, &ip("fd00:1:2:3::10"), "a", "u");
         assert!(check_source(&l, &ip("fd00:1:2:3::99")).is_err());
         assert!(check_source(&l, &ip("fd00:1:2:4::10")).is_ok());
-        l.failed(&ip("::ffff:10.0.0.9"), "b", "u");
+        fail(&l, &ip("::ffff:10.0.0.9"), "b", "u");
         assert!(check_source(&l, &ip("10.0.0.9")).is_err());
     }
 
@@ -714,7 +714,7 @@ mod tests {
             addr: "127.0.0.1".parse().unwrap(),
             uid: Some(uid),
         };
-        l.failed(&local(1000), "a", "u");
+        fail(&l, &local(1000), "a", "u");
         let b = check_source(&l, &local(1000)).unwrap_err();
         assert!(b.to_string().contains("source uid 1000"), "{b}");
         assert!(check_source(&l, &local(1001)).is_ok());
@@ -724,7 +724,7 @@ mod tests {
     fn memory_per_key_is_bounded() {
         let l = LoginLimiter::new(4);
         for _ in 0..1000 {
-            l.failed(&ip("10.0.0.2"), "a", "u");
+            fail(&l, &ip("10.0.0.2"), "a", "u");
         }
         let map = l.keys.lock().unwrap();
         assert!(map.values().all(|e| e.failures.len() == 4));

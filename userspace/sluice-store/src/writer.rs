@@ -351,30 +351,24 @@ impl Writer {
         self.last_cut_try = Some(Instant::now());
         let global_before = self.global;
         let mut batch = WriteBatch::default();
-        let mut heads = Vec::new();
         let sessions: Vec<u64> = self.cut.iter().copied().collect();
-        let mut staged = Ok(());
-        for &session in &sessions {
-            match self.close_session(&mut batch, session, CUT_SHORT) {
-                Ok(Some(head)) => heads.push((session, head)),
-                Ok(None) => {}
-                Err(e) => {
-                    staged = Err(e);
-                    break;
-                }
-            }
-        }
-        let result = staged.and_then(|()| {
+        let staged: Result<Vec<_>, _> = sessions
+            .iter()
+            .map(|&s| Ok((s, self.close_session(&mut batch, s, CUT_SHORT)?)))
+            .collect();
+        let result = staged.and_then(|heads| {
             batch.put(codec::META_GLOBAL, self.global.to_be_bytes());
-            self.write(batch, true)
+            self.write(batch, true).map(|()| heads)
         });
         match result {
-            Ok(()) => {
+            Ok(heads) => {
                 self.unsynced = false;
                 self.last_sync = Instant::now();
                 self.mark_lazy_durable();
                 for (session, head) in heads {
-                    self.dirty.insert(session, head);
+                    if let Some(head) = head {
+                        self.dirty.insert(session, head);
+                    }
                 }
                 self.cut.clear();
                 tracing::warn!(
